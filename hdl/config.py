@@ -1,0 +1,85 @@
+"""The one configuration object of the engine.
+
+Every parameter of the gateware lives here: the datapath width, the addresses the engine
+answers to at reset, buffer sizes and timer defaults.  The same RTL elaborates for any
+value of ``data_bytes`` from 1 to 64; 8 bytes per beat (64 bit, 10G class) is the default
+and the performance reference.
+"""
+
+import hashlib
+import ipaddress
+from dataclasses import asdict, dataclass, replace
+
+__all__ = ["ToeConfig", "ip", "mac"]
+
+
+def ip(text: str) -> int:
+    """``"10.0.0.2"`` -> ``0x0a000002``."""
+    return int(ipaddress.IPv4Address(text))
+
+
+def mac(text: str) -> int:
+    """``"02:00:00:00:00:02"`` -> ``0x020000000002``."""
+    return int(text.replace(":", "").replace("-", ""), 16)
+
+
+@dataclass(frozen=True)
+class ToeConfig:
+    """Parameters of one engine build.
+
+    data_bytes:
+        Bytes per stream beat (1..64).  Width of the MAC RX/TX streams.
+    mac_addr, ip_addr, netmask, gateway:
+        Reset values of the address registers (writable through the register file).
+    mtu:
+        Largest IPv4 datagram the engine receives or sends (bytes, without Ethernet header).
+    rx_buffer_bytes:
+        Size of the RX frame buffer that holds frames while their headers are processed.
+    arp_entries:
+        Entries of the ARP cache (a power of two).
+    arp_timeout_us:
+        Lifetime of a resolved ARP cache entry (RFC 1122 s2.3.2.1: entries must time out).
+    arp_retry_us, arp_retries:
+        Interval between ARP requests for an unresolved address, and how many are sent
+        before the lookup fails (RFC 1122 s2.3.2.1 flooding limit: at most one per second
+        is recommended; the default is 1 s).
+    """
+
+    data_bytes: int = 8
+    mac_addr: int = mac("02:00:00:00:00:02")
+    ip_addr: int = ip("10.0.0.2")
+    netmask: int = ip("255.255.255.0")
+    gateway: int = ip("10.0.0.1")
+    mtu: int = 1500
+    rx_buffer_bytes: int = 8192
+    arp_entries: int = 8
+    arp_timeout_us: int = 60_000_000
+    arp_retry_us: int = 1_000_000
+    arp_retries: int = 3
+
+    def __post_init__(self):
+        if not 1 <= self.data_bytes <= 64:
+            raise ValueError(f"data_bytes must be 1..64, not {self.data_bytes}")
+        if not 68 <= self.mtu <= 9000:
+            raise ValueError(f"mtu must be 68..9000, not {self.mtu}")
+        if self.arp_entries & (self.arp_entries - 1):
+            raise ValueError("arp_entries must be a power of two")
+        if self.rx_buffer_bytes < 2 * self.max_frame_bytes:
+            raise ValueError("rx_buffer_bytes must hold at least two largest frames")
+
+    @property
+    def data_bits(self) -> int:
+        return self.data_bytes * 8
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest Ethernet frame without FCS: 14-byte header + MTU."""
+        return 14 + self.mtu
+
+    def replace(self, **changes) -> "ToeConfig":
+        return replace(self, **changes)
+
+    def key(self) -> str:
+        """A short stable digest of every parameter: names a cached build."""
+        text = repr(sorted(asdict(self).items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,135 @@
+"""The register file: configuration, time and counters, one 32-bit word per address.
+
+The map is defined here once and read by the host driver (host/registers.py uses the
+same tables).  Reads have one cycle of latency.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ToeConfig
+from .rx.meta import DropReason
+
+__all__ = ["RegisterFile", "REGISTERS", "COUNTERS", "COUNTER_BASE", "ID_VALUE"]
+
+ID_VALUE = 0x544F_4501  # "TOE", version 1
+
+#: name -> (word address, access)
+REGISTERS = {
+    "id": (0x00, "r"),
+    "params": (0x01, "r"),  # data_bytes | mtu << 16
+    "mac_hi": (0x02, "rw"),  # upper 16 bits of our MAC
+    "mac_lo": (0x03, "rw"),
+    "ip_addr": (0x04, "rw"),
+    "netmask": (0x05, "rw"),
+    "gateway": (0x06, "rw"),
+    "now_us": (0x07, "r"),  # time-base ticks since reset
+    "control": (0x08, "w"),  # bit 0: send an ARP announcement
+}
+
+COUNTER_BASE = 0x40
+
+#: Counter names in address order (COUNTER_BASE + index).  All count events, wrap at 2^32.
+COUNTERS = [
+    "rx_frames",  # every frame taken from the MAC
+    "rx_arp",  # well-formed ARP packets handled
+    "rx_icmp_echo",  # echo requests answered
+    "rx_tcp",  # valid TCP segments
+    "tx_frames",
+    "tx_arp",  # ARP replies, requests and announcements sent
+    "tx_icmp",  # echo replies sent
+    "tx_tcp_rst",  # resets sent for closed ports
+    "arp_conflict",  # ARP packets claiming our address (RFC 5227 s2.4)
+    "arp_lookup_failed",  # lookups that gave up
+] + [f"drop_{reason.name.lower()}" for reason in DropReason if reason != DropReason.NONE]
+
+
+class RegisterFile(wiring.Component):
+    """Configuration registers, the microsecond clock and the event counters.
+
+    Ports
+    -----
+    addr, wdata, we : In; rdata : Out
+        The register bus (word addresses; ``rdata`` one cycle after ``addr``).
+    events : In
+        One bit per entry of :data:`COUNTERS`: count it this cycle.
+    tick : In
+        Time-base strobe (one per microsecond).
+    mac_addr, ip_addr, netmask, gateway, now : Out
+    announce : Out
+        Strobe: send an ARP announcement (at reset, when ``ip_addr`` or the MAC is
+        written, and on a write of bit 0 of ``control``).
+    """
+
+    def __init__(self, config: ToeConfig):
+        self._config = config
+        super().__init__({
+            "addr": In(10),
+            "wdata": In(32),
+            "we": In(1),
+            "rdata": Out(32),
+            "events": In(len(COUNTERS)),
+            "tick": In(1),
+            "mac_addr": Out(48, init=config.mac_addr),
+            "ip_addr": Out(32, init=config.ip_addr),
+            "netmask": Out(32, init=config.netmask),
+            "gateway": Out(32, init=config.gateway),
+            "now": Out(32),
+            "announce": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+
+        with m.If(self.tick):
+            m.d.sync += self.now.eq(self.now + 1)
+
+        counters = [Signal(32, name=name) for name in COUNTERS]
+        for bit, counter in enumerate(counters):
+            with m.If(self.events[bit]):
+                m.d.sync += counter.eq(counter + 1)
+
+        started = Signal()
+        m.d.sync += started.eq(1)
+        m.d.comb += self.announce.eq(~started)
+
+        readable = {
+            "id": ID_VALUE,
+            "params": cfg.data_bytes | cfg.mtu << 16,
+            "mac_hi": self.mac_addr[32:],
+            "mac_lo": self.mac_addr[:32],
+            "ip_addr": self.ip_addr,
+            "netmask": self.netmask,
+            "gateway": self.gateway,
+            "now_us": self.now,
+        }
+        with m.Switch(self.addr):
+            for name, value in readable.items():
+                with m.Case(REGISTERS[name][0]):
+                    m.d.sync += self.rdata.eq(value)
+            for index, counter in enumerate(counters):
+                with m.Case(COUNTER_BASE + index):
+                    m.d.sync += self.rdata.eq(counter)
+            with m.Default():
+                m.d.sync += self.rdata.eq(0)
+
+        with m.If(self.we):
+            with m.Switch(self.addr):
+                with m.Case(REGISTERS["mac_hi"][0]):
+                    m.d.sync += self.mac_addr[32:].eq(self.wdata[:16])
+                    m.d.comb += self.announce.eq(1)
+                with m.Case(REGISTERS["mac_lo"][0]):
+                    m.d.sync += self.mac_addr[:32].eq(self.wdata)
+                    m.d.comb += self.announce.eq(1)
+                with m.Case(REGISTERS["ip_addr"][0]):
+                    m.d.sync += self.ip_addr.eq(self.wdata)
+                    m.d.comb += self.announce.eq(1)
+                with m.Case(REGISTERS["netmask"][0]):
+                    m.d.sync += self.netmask.eq(self.wdata)
+                with m.Case(REGISTERS["gateway"][0]):
+                    m.d.sync += self.gateway.eq(self.wdata)
+                with m.Case(REGISTERS["control"][0]):
+                    m.d.comb += self.announce.eq(self.wdata[0])
+        return m

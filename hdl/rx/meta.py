@@ -1,0 +1,96 @@
+"""What the RX front end tells the rest of the engine about each received frame.
+
+One :data:`RxMeta` leaves the parser per frame.  ``verdict`` says which handler gets it;
+a dropped frame carries the :class:`DropReason` that the counters record.
+"""
+
+from amaranth.lib import enum
+
+from amaranth.lib import data
+
+__all__ = ["Verdict", "DropReason", "TcpOptions", "rx_meta_layout"]
+
+
+class Verdict(enum.IntEnum, shape=2):
+    DROP = 0
+    ARP = 1
+    ICMP_ECHO = 2
+    TCP = 3
+
+
+class DropReason(enum.IntEnum, shape=5):
+    """Why a frame was dropped.  Every reason has a counter (see hdl/csr.py)."""
+
+    NONE = 0
+    RUNT = 1  # shorter than an Ethernet header
+    OVERSIZE = 2  # longer than 14 + MTU
+    BUFFER_FULL = 3  # no room in the RX frame buffer when the frame started
+    MAC_DST = 4  # destination MAC neither ours nor broadcast
+    ETHERTYPE = 5  # neither IPv4 nor ARP
+    ARP_MALFORMED = 6  # short, or not Ethernet/IPv4, or unknown operation
+    IP_TRUNCATED = 7  # frame shorter than the IPv4 header
+    IP_VERSION = 8
+    IP_IHL = 9  # IHL < 5
+    IP_CHECKSUM = 10
+    IP_LENGTH = 11  # total length < header or > frame (RFC 1122 s3.2.1.x)
+    IP_FRAGMENT = 12  # MF set or fragment offset non-zero: reassembly not supported
+    IP_DST = 13  # not our address nor a broadcast address
+    IP_SRC = 14  # broadcast or multicast source (RFC 1122 s3.2.1.3)
+    IP_PROTO = 15  # neither ICMP nor TCP
+    ICMP_MALFORMED = 16  # shorter than the ICMP header
+    ICMP_CHECKSUM = 17
+    ICMP_IGNORED = 18  # not an echo request, or an echo request to a broadcast address
+    TCP_MALFORMED = 19  # shorter than the fixed TCP header
+    TCP_OFFSET = 20  # data offset < 5 or past the end of the segment
+    TCP_CHECKSUM = 21
+    TCP_OPTION = 22  # illegal option length (RFC 9293 MUST-7)
+    TCP_BROADCAST = 23  # segment to a broadcast or multicast address (MUST-57)
+    TCP_RST_CLOSED = 24  # RST for a closed port: never answered (RFC 9293 s3.10.7.1)
+    TCP_NO_LISTENER = 25  # answered with RST (counted as a drop of the segment)
+
+
+TcpOptions = data.StructLayout({
+    "mss_valid": 1,
+    "mss": 16,
+    "wscale_valid": 1,
+    "wscale": 4,
+    "sack_permitted": 1,
+    "ts_valid": 1,
+    "ts_val": 32,
+    "ts_ecr": 32,
+    "sack_count": 3,
+    "sack": data.ArrayLayout(data.StructLayout({"left": 32, "right": 32}), 4),
+})
+
+
+def rx_meta_layout(buffer_ptr_bits: int) -> data.StructLayout:
+    """Layout of one parsed frame; ``buffer_ptr_bits`` sizes the frame buffer pointers."""
+    return data.StructLayout({
+        "verdict": Verdict,
+        "reason": DropReason,
+        "buf_start": buffer_ptr_bits,  # first word of the frame in the RX frame buffer
+        "buf_end": buffer_ptr_bits,  # one past its last word: released after handling
+        "frame_len": 16,
+        "eth_src": 48,
+        "ip_src": 32,
+        "ip_dst": 32,
+        "ip_ihl": 4,
+        "ip_len": 16,
+        "ip_ttl": 8,
+        "ip_csum": 16,
+        "icmp_csum": 16,
+        "arp_oper": 16,
+        "arp_sha": 48,
+        "arp_spa": 32,
+        "arp_tpa": 32,
+        "tcp_sport": 16,
+        "tcp_dport": 16,
+        "tcp_seq": 32,
+        "tcp_ack": 32,
+        "tcp_doff": 4,
+        "tcp_flags": 8,
+        "tcp_window": 16,
+        "tcp_urgent": 16,
+        "tcp_payload_len": 16,
+        "tcp_options": TcpOptions,
+    })

@@ -1,0 +1,272 @@
+"""RX classification: Ethernet, ARP, IPv4, ICMP and TCP header checks on captured bytes."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..checksum import fold
+from ..proto import arp, ethernet, icmp, ipv4, tcp
+from ..stream import be
+from .meta import DropReason, Verdict, rx_meta_layout
+from .tcp_options import TcpOptionParser
+
+__all__ = ["RxParser", "CAPTURE_BYTES"]
+
+L4_AT = ethernet.HEADER_BYTES + ipv4.MIN_HEADER_BYTES  # 34: L4 header without IP options
+CAPTURE_BYTES = ethernet.HEADER_BYTES + ipv4.MAX_HEADER_BYTES + tcp.MAX_HEADER_BYTES  # 134
+
+
+class RxParser(wiring.Component):
+    """Decides what each received frame is, and extracts every header field.
+
+    Works on the snapshot of :class:`FrameCapture` and the sums of :class:`RxChecksum`.
+    IPv4 options are skipped by shifting the captured L4 bytes 4 bytes a cycle (so IP
+    options cost ``IHL - 5`` cycles, and nothing when absent); TCP options go through
+    :class:`TcpOptionParser`.  Checks, in order, each with its drop reason:
+
+    - Ethernet: runt, oversize, frame buffer full, destination MAC ours or broadcast,
+      EtherType IPv4 or ARP.
+    - ARP (RFC 826): length, hardware type Ethernet, protocol IPv4, sizes 6/4,
+      operation request or reply.
+    - IPv4 (RFC 791, RFC 1122 s3.2.1): version 4, IHL >= 5, header present, header
+      checksum, total length between the header length and the frame length (Ethernet
+      padding trimmed), no fragments, destination our address or a broadcast address
+      (a link-layer broadcast must carry an IP broadcast, RFC 1122 s3.3.6), source not
+      broadcast, multicast, zero or loopback (s3.2.1.3), protocol ICMP or TCP.
+    - ICMP (RFC 792): header present, checksum, echo request to our unicast address
+      (RFC 1122 s3.2.2.6 lets a host ignore broadcast echo requests; this one does).
+    - TCP (RFC 9293 s3.1): unicast destination (MUST-57), fixed header present, data
+      offset in range, checksum over the pseudo-header (MUST-2, MUST-3), legal options
+      (MUST-7).
+
+    Ports
+    -----
+    frame_bytes, frame_len, frame_done : In
+        From :class:`FrameCapture`.
+    ip_sum, l4_sum, sum_done : In
+        From :class:`RxChecksum`.
+    buf_start, buf_end, buf_kept : In
+        From :class:`FrameBuffer`.
+    mac_addr, ip_addr, netmask : In
+        Our addresses.
+    ready_for_frame : Out
+        Low while a frame is being parsed: the last beat of the next frame must wait.
+    meta : Out(stream)
+        One :func:`rx_meta_layout` per frame.
+    """
+
+    def __init__(self, max_frame_bytes: int, buffer_ptr_bits: int):
+        self._max_frame = max_frame_bytes
+        self.meta_layout = rx_meta_layout(buffer_ptr_bits)
+        super().__init__({
+            "frame_bytes": In(data.ArrayLayout(8, CAPTURE_BYTES)),
+            "frame_len": In(16),
+            "frame_done": In(1),
+            "ip_sum": In(16),
+            "l4_sum": In(32),
+            "sum_done": In(1),
+            "buf_start": In(buffer_ptr_bits),
+            "buf_end": In(buffer_ptr_bits),
+            "buf_kept": In(1),
+            "mac_addr": In(48),
+            "ip_addr": In(32),
+            "netmask": In(32),
+            "ready_for_frame": Out(1),
+            "meta": Out(stream.Signature(self.meta_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.options = options = TcpOptionParser()
+
+        b = self.frame_bytes
+        meta = self.meta.payload
+
+        def field(offset, size):
+            return be([b[offset + i] for i in range(size)])
+
+        # Ethernet and IPv4 fixed header, straight from the snapshot.
+        eth_dst = field(ethernet.DST, 6)
+        ethertype = field(ethernet.ETHERTYPE, 2)
+        ip = ethernet.HEADER_BYTES
+        version = b[ip + ipv4.VERSION_IHL][4:]
+        ihl = b[ip + ipv4.VERSION_IHL][:4]
+        ip_len = field(ip + ipv4.TOTAL_LENGTH, 2)
+        frag = field(ip + ipv4.FLAGS_FRAGMENT, 2)
+        proto = b[ip + ipv4.PROTOCOL]
+        ip_src = field(ip + ipv4.SRC, 4)
+        ip_dst = field(ip + ipv4.DST, 4)
+        a = ethernet.HEADER_BYTES
+
+        # The L4 header, realigned past any IPv4 options.
+        l4 = Signal(data.ArrayLayout(8, CAPTURE_BYTES - L4_AT))
+        shifts = Signal(4)
+        ip_sum = Signal(16)
+        l4_sum = Signal(32)
+
+        def l4_field(offset, size):
+            return be([l4[offset + i] for i in range(size)])
+
+        l4_len = Signal(16)
+        m.d.comb += l4_len.eq(ip_len - (ihl << 2))
+        tcp_doff = l4[tcp.DATA_OFFSET][4:]
+        tcp_flags = l4[tcp.FLAGS]
+
+        # The checks, first failing one wins.
+        broadcast_ip = Signal()
+        subnet_broadcast = Signal(32)
+        m.d.comb += [
+            subnet_broadcast.eq(self.ip_addr | ~self.netmask),
+            broadcast_ip.eq((ip_dst == ipv4.LIMITED_BROADCAST) | (ip_dst == subnet_broadcast)),
+        ]
+        eth_broadcast = eth_dst == ethernet.BROADCAST
+        bad_src = ((ip_src == ipv4.LIMITED_BROADCAST) | (ip_src == subnet_broadcast)
+                   | (ip_src[28:] == 0xE) | (ip_src == 0) | (ip_src[24:] == 127))
+        pseudo = (ip_src[16:] + ip_src[:16] + ip_dst[16:] + ip_dst[:16]
+                  + ipv4.PROTO_TCP + l4_len)
+        tcp_sum = fold(l4_sum + pseudo)
+        flen = self.frame_len
+
+        reason = Signal(DropReason)
+        verdict = Signal(Verdict)
+        with m.If(flen < ethernet.HEADER_BYTES):
+            m.d.comb += reason.eq(DropReason.RUNT)
+        with m.Elif(flen > self._max_frame):
+            m.d.comb += reason.eq(DropReason.OVERSIZE)
+        with m.Elif((eth_dst != self.mac_addr) & ~eth_broadcast):
+            m.d.comb += reason.eq(DropReason.MAC_DST)
+        with m.Elif((ethertype != ethernet.ETHERTYPE_ARP)
+                    & (ethertype != ethernet.ETHERTYPE_IPV4)):
+            m.d.comb += reason.eq(DropReason.ETHERTYPE)
+        with m.Elif(~self.buf_kept):
+            m.d.comb += reason.eq(DropReason.BUFFER_FULL)
+        with m.Elif(ethertype == ethernet.ETHERTYPE_ARP):
+            oper = field(a + arp.OPER, 2)
+            with m.If((flen < a + arp.PACKET_BYTES)
+                      | (field(a + arp.HTYPE, 2) != arp.HTYPE_ETHERNET)
+                      | (field(a + arp.PTYPE, 2) != ethernet.ETHERTYPE_IPV4)
+                      | (b[a + arp.HLEN] != 6) | (b[a + arp.PLEN] != 4)
+                      | ((oper != arp.OPER_REQUEST) & (oper != arp.OPER_REPLY))):
+                m.d.comb += reason.eq(DropReason.ARP_MALFORMED)
+            with m.Else():
+                m.d.comb += verdict.eq(Verdict.ARP)
+        with m.Elif(flen < L4_AT):
+            m.d.comb += reason.eq(DropReason.IP_TRUNCATED)
+        with m.Elif(version != 4):
+            m.d.comb += reason.eq(DropReason.IP_VERSION)
+        with m.Elif(ihl < 5):
+            m.d.comb += reason.eq(DropReason.IP_IHL)
+        with m.Elif(flen < ip + (ihl << 2)):
+            m.d.comb += reason.eq(DropReason.IP_TRUNCATED)
+        with m.Elif(ip_sum != 0xFFFF):
+            m.d.comb += reason.eq(DropReason.IP_CHECKSUM)
+        with m.Elif((ip_len < (ihl << 2)) | (ip_len > flen - ip)):
+            m.d.comb += reason.eq(DropReason.IP_LENGTH)
+        with m.Elif(frag[13] | (frag[:13] != 0)):
+            m.d.comb += reason.eq(DropReason.IP_FRAGMENT)
+        with m.Elif(((ip_dst != self.ip_addr) & ~broadcast_ip)
+                    | (eth_broadcast & ~broadcast_ip)):
+            m.d.comb += reason.eq(DropReason.IP_DST)
+        with m.Elif(bad_src):
+            m.d.comb += reason.eq(DropReason.IP_SRC)
+        with m.Elif(proto == ipv4.PROTO_ICMP):
+            with m.If(l4_len < icmp.HEADER_BYTES):
+                m.d.comb += reason.eq(DropReason.ICMP_MALFORMED)
+            with m.Elif(fold(l4_sum) != 0xFFFF):
+                m.d.comb += reason.eq(DropReason.ICMP_CHECKSUM)
+            with m.Elif((l4[icmp.TYPE] != icmp.TYPE_ECHO_REQUEST) | (l4[icmp.CODE] != 0)
+                        | broadcast_ip):
+                m.d.comb += reason.eq(DropReason.ICMP_IGNORED)
+            with m.Else():
+                m.d.comb += verdict.eq(Verdict.ICMP_ECHO)
+        with m.Elif(proto == ipv4.PROTO_TCP):
+            with m.If(broadcast_ip):
+                m.d.comb += reason.eq(DropReason.TCP_BROADCAST)
+            with m.Elif(l4_len < tcp.MIN_HEADER_BYTES):
+                m.d.comb += reason.eq(DropReason.TCP_MALFORMED)
+            with m.Elif((tcp_doff < 5) | ((tcp_doff << 2) > l4_len)):
+                m.d.comb += reason.eq(DropReason.TCP_OFFSET)
+            with m.Elif(tcp_sum != 0xFFFF):
+                m.d.comb += reason.eq(DropReason.TCP_CHECKSUM)
+            with m.Else():
+                m.d.comb += verdict.eq(Verdict.TCP)
+        with m.Else():
+            m.d.comb += reason.eq(DropReason.IP_PROTO)
+
+        m.d.comb += [
+            options.length.eq((tcp_doff << 2) - tcp.MIN_HEADER_BYTES),
+        ]
+        for i in range(tcp.MAX_OPTION_BYTES):
+            m.d.comb += options.options[i].eq(l4[tcp.MIN_HEADER_BYTES + i])
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.ready_for_frame.eq(~self.frame_done)
+                with m.If(self.frame_done):
+                    m.d.sync += l4.eq(Signal.cast(self.frame_bytes)[8 * L4_AT :])
+                    with m.If(ihl > 5):
+                        m.d.sync += shifts.eq(ihl - 5)
+                    with m.Else():
+                        m.d.sync += shifts.eq(0)
+                    m.next = "SUMS"
+            with m.State("SUMS"):
+                with m.If(self.sum_done):
+                    m.d.sync += [ip_sum.eq(self.ip_sum), l4_sum.eq(self.l4_sum)]
+                    m.next = "ALIGN"
+            with m.State("ALIGN"):
+                with m.If(shifts != 0):
+                    m.d.sync += [
+                        l4.eq(Signal.cast(l4)[32:]),
+                        shifts.eq(shifts - 1),
+                    ]
+                with m.Else():
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.sync += [
+                    meta.verdict.eq(verdict),
+                    meta.reason.eq(reason),
+                    meta.buf_start.eq(self.buf_start),
+                    meta.buf_end.eq(self.buf_end),
+                    meta.frame_len.eq(flen),
+                    meta.eth_src.eq(field(ethernet.SRC, 6)),
+                    meta.ip_src.eq(ip_src),
+                    meta.ip_dst.eq(ip_dst),
+                    meta.ip_ihl.eq(ihl),
+                    meta.ip_len.eq(ip_len),
+                    meta.ip_ttl.eq(b[ip + ipv4.TTL]),
+                    meta.ip_csum.eq(field(ip + ipv4.CHECKSUM, 2)),
+                    meta.icmp_csum.eq(l4_field(icmp.CHECKSUM, 2)),
+                    meta.arp_oper.eq(field(a + arp.OPER, 2)),
+                    meta.arp_sha.eq(field(a + arp.SHA, 6)),
+                    meta.arp_spa.eq(field(a + arp.SPA, 4)),
+                    meta.arp_tpa.eq(field(a + arp.TPA, 4)),
+                    meta.tcp_sport.eq(l4_field(tcp.SPORT, 2)),
+                    meta.tcp_dport.eq(l4_field(tcp.DPORT, 2)),
+                    meta.tcp_seq.eq(l4_field(tcp.SEQ, 4)),
+                    meta.tcp_ack.eq(l4_field(tcp.ACK, 4)),
+                    meta.tcp_doff.eq(tcp_doff),
+                    meta.tcp_flags.eq(tcp_flags),
+                    meta.tcp_window.eq(l4_field(tcp.WINDOW, 2)),
+                    meta.tcp_urgent.eq(l4_field(tcp.URGENT, 2)),
+                    meta.tcp_payload_len.eq(l4_len - (tcp_doff << 2)),
+                    meta.tcp_options.eq(0),
+                ]
+                with m.If((verdict == Verdict.TCP) & (tcp_doff > 5)):
+                    m.d.comb += options.start.eq(1)
+                    m.next = "OPTIONS"
+                with m.Else():
+                    m.next = "OUTPUT"
+            with m.State("OPTIONS"):
+                with m.If(options.idle):
+                    m.d.sync += meta.tcp_options.eq(options.result)
+                    with m.If(options.error):
+                        m.d.sync += [
+                            meta.verdict.eq(Verdict.DROP),
+                            meta.reason.eq(DropReason.TCP_OPTION),
+                        ]
+                    m.next = "OUTPUT"
+            with m.State("OUTPUT"):
+                m.d.comb += self.meta.valid.eq(1)
+                with m.If(self.meta.ready):
+                    m.next = "IDLE"
+        return m

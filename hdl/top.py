@@ -1,0 +1,64 @@
+"""Flat-port top for Verilog: AXI4-Stream names, so MAC cores and cocotbext-axi fit."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ToeConfig
+from .core import ToeCore
+
+__all__ = ["ToeTop"]
+
+
+class ToeTop(wiring.Component):
+    """:class:`ToeCore` with its ports flattened to conventional Verilog names.
+
+    ``rx_axis_*`` (MAC RX into the core) and ``tx_axis_*`` (MAC TX out of it) follow
+    AXI4-Stream: ``tdata`` byte 0 is the first byte on the wire, ``tkeep`` one bit per
+    byte.  ``tick``, the ``csr_*`` register bus and the ``arp_*`` lookup port as in
+    :class:`ToeCore`.
+    """
+
+    def __init__(self, config: ToeConfig = ToeConfig()):
+        self.config = config
+        w = config.data_bytes
+        super().__init__({
+            "rx_axis_tdata": In(8 * w), "rx_axis_tkeep": In(w), "rx_axis_tlast": In(1),
+            "rx_axis_tvalid": In(1), "rx_axis_tready": Out(1),
+            "tx_axis_tdata": Out(8 * w), "tx_axis_tkeep": Out(w), "tx_axis_tlast": Out(1),
+            "tx_axis_tvalid": Out(1), "tx_axis_tready": In(1),
+            "tick": In(1),
+            "csr_addr": In(10), "csr_rdata": Out(32), "csr_wdata": In(32), "csr_we": In(1),
+            "arp_req_valid": In(1), "arp_req_ready": Out(1), "arp_req_ip": In(32),
+            "arp_resp_valid": Out(1), "arp_resp_ready": In(1), "arp_resp_ok": Out(1),
+            "arp_resp_mac": Out(48),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = ToeCore(self.config)
+        m.d.comb += [
+            core.mac_rx.p.data.eq(self.rx_axis_tdata),
+            core.mac_rx.p.keep.eq(self.rx_axis_tkeep),
+            core.mac_rx.p.last.eq(self.rx_axis_tlast),
+            core.mac_rx.valid.eq(self.rx_axis_tvalid),
+            self.rx_axis_tready.eq(core.mac_rx.ready),
+            self.tx_axis_tdata.eq(core.mac_tx.p.data),
+            self.tx_axis_tkeep.eq(core.mac_tx.p.keep),
+            self.tx_axis_tlast.eq(core.mac_tx.p.last),
+            self.tx_axis_tvalid.eq(core.mac_tx.valid),
+            core.mac_tx.ready.eq(self.tx_axis_tready),
+            core.tick.eq(self.tick),
+            core.csr_addr.eq(self.csr_addr),
+            core.csr_wdata.eq(self.csr_wdata),
+            core.csr_we.eq(self.csr_we),
+            self.csr_rdata.eq(core.csr_rdata),
+            core.arp_lookup.valid.eq(self.arp_req_valid),
+            self.arp_req_ready.eq(core.arp_lookup.ready),
+            core.arp_lookup.p.ip.eq(self.arp_req_ip),
+            self.arp_resp_valid.eq(core.arp_result.valid),
+            core.arp_result.ready.eq(self.arp_resp_ready),
+            self.arp_resp_ok.eq(core.arp_result.p.ok),
+            self.arp_resp_mac.eq(core.arp_result.p.mac),
+        ]
+        return m

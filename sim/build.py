@@ -13,8 +13,8 @@ A build is skipped when a stamp in that directory matches a digest of the Verilo
 its ``src`` attributes, which only record Python line numbers), the Verilator version and the
 build arguments.  Concurrent builders (pytest-xdist workers) serialise on an ``fcntl`` lock per
 directory, so the second worker finds the first one's finished build.  Verilator's runtime
-objects (``verilated*.o``, design independent, most of a cold build's compile time) are kept in
-``build/sim/.runtime/`` and seeded into new build directories.
+objects (``verilated*.o``: design independent, and most of a cold build's compile time) are
+kept in ``build/sim/.runtime/`` and seeded into new build directories of the same top.
 
 Environment: ``TOE_BUILD_DIR`` moves ``build/``; ``TOE_WAVES=1`` (or cocotb's ``WAVES=1``)
 selects the waveform build where the caller leaves ``waves`` as ``None``.  Waveforms are FST
@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -177,9 +178,7 @@ def verilog_text(top_factory: TopFactory, config: ToeConfig, name: str) -> str:
     return text
 
 
-def verilog(
-    top_factory: TopFactory, config: ToeConfig, name: str, *, waves: bool = False
-) -> Path:
+def verilog(top_factory: TopFactory, config: ToeConfig, name: str, *, waves: bool = False) -> Path:
     """Write the Verilog of ``top_factory(config)`` to ``<build_dir>/<name>.v`` and return the
     path.  The file is replaced atomically and only when its text changed."""
     directory = build_dir(config, name, waves)
@@ -320,46 +319,64 @@ def _runtime_cache(name: str, args: Sequence[str], waves: bool) -> Path:
     return build_root() / "sim" / ".runtime" / h.hexdigest()[:12]
 
 
-def _seed_runtime(directory: Path, cache: Path) -> None:
-    """Seed a fresh build directory with cached design-independent runtime objects.
-
-    ``verilated*.o`` (with their ``.d``) depend, for make, on their sources and on ``Vtop.mk``.
-    ``Vtop.mk`` is copied with them, keeping its old time stamp: Verilator leaves an output
-    file alone when its content is unchanged, so make then finds the objects up to date, and
-    if Verilator writes a different ``Vtop.mk`` make rebuilds them as it should.
-    """
-    if not (cache / "Vtop.mk").is_file() or (directory / "Vtop.mk").exists():
-        return
+_SEED_SCRIPT = """
+import pathlib, shutil, sys
+cache, directory = map(pathlib.Path, sys.argv[1:3])
+if not any(directory.glob("verilated*.o")):
     for path in cache.iterdir():
-        shutil.copy2(path, directory / path.name)
+        shutil.copy(path, directory / path.name)
+"""
 
 
 def _store_runtime(directory: Path, cache: Path) -> None:
-    if (cache / "Vtop.mk").is_file():
+    """Keep the design-independent runtime objects of a finished build for later builds."""
+    if cache.is_dir():
         return
     objects = [o for o in directory.glob("verilated*.o") if o.with_suffix(".d").is_file()]
-    if not objects or not (directory / "Vtop.mk").is_file():
+    if not objects:
         return
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
     for obj in objects:
         shutil.copy2(obj, tmp / obj.name)
         shutil.copy2(obj.with_suffix(".d"), tmp / obj.with_suffix(".d").name)
-    shutil.copy2(directory / "Vtop.mk", tmp / "Vtop.mk")
     try:
         os.rename(tmp, cache)
     except OSError:  # another process stored it first
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _runner(cache: Path) -> Any:
+    """cocotb's Verilator runner, seeding a fresh build directory from ``cache``.
+
+    Verilator's runtime objects (``verilated*.o``) do not depend on the design, but make
+    rebuilds them whenever ``Vtop.mk`` is newer, which it always is in a fresh directory.  So
+    the cached objects are copied in (with fresh time stamps) *between* the ``verilator`` and
+    ``make`` commands of the runner's build.  Should a later cocotb-tools change the shape of
+    those commands, seeding is skipped and builds are merely slower.
+    """
+    from cocotb_tools.runner import Verilator
+
+    class SeedingVerilator(Verilator):
+        def _build_command(self):  # noqa: ANN202 - cocotb-tools' private hook
+            cmds = super()._build_command()
+            if cmds and cmds[-1] and cmds[-1][0] == "make":
+                # The PyPI wheel's verilated.mk leaves the precompiled-header include flag
+                # empty, which breaks designs large enough to be split into several files.
+                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include"]
+            if cache.is_dir() and len(cmds) >= 2 and cmds[-1] and cmds[-1][0] == "make":
+                seed = [sys.executable, "-c", _SEED_SCRIPT, str(cache), str(self.build_dir)]
+                cmds.insert(len(cmds) - 1, seed)
+            return cmds
+
+    return SeedingVerilator()
+
+
 def _compile(directory: Path, source: Path, name: str, waves: bool, args: Sequence[str]) -> None:
     """Run cocotb's Verilator build (verilator, then make) in ``directory``."""
-    from cocotb_tools.runner import get_runner
-
     cache = _runtime_cache(name, args, waves)
-    _seed_runtime(directory, cache)
     log = directory / "build.log"
-    runner = get_runner("verilator")
+    runner = _runner(cache)
     try:
         with env_override({"WAVES": "1" if waves else "0"}):
             runner.build(

@@ -137,7 +137,9 @@ class ArpCache(wiring.Component):
             with m.State("REQUEST"):
                 m.d.comb += [self.request.valid.eq(1), self.request.p.tpa.eq(hop)]
                 with m.If(self.request.ready):
-                    m.d.sync += [tries.eq(tries + 1), deadline.eq(self.now + self._retry)]
+                    # One tick more than the interval: the current tick is already partly over,
+                    # so the gap between requests is never shorter than ``retry_us``.
+                    m.d.sync += [tries.eq(tries + 1), deadline.eq(self.now + self._retry + 1)]
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(hit | _reached(self.now, deadline)):

@@ -4,9 +4,7 @@ One :data:`RxMeta` leaves the parser per frame.  ``verdict`` says which handler 
 a dropped frame carries the :class:`DropReason` that the counters record.
 """
 
-from amaranth.lib import enum
-
-from amaranth.lib import data
+from amaranth.lib import data, enum
 
 __all__ = ["Verdict", "DropReason", "TcpOptions", "rx_meta_layout"]
 

@@ -13,7 +13,8 @@ class FrameArbiter(wiring.Component):
     """Round-robin between ``n`` beat streams, one whole frame at a time.
 
     After a frame from source ``i`` ends, sources ``i+1, i+2, ...`` are looked at first,
-    so no source can starve another.  A grant lasts until the beat with ``last``.
+    so no source can starve another.  A grant starts when a source's first beat is offered
+    and lasts until its beat with ``last`` is taken.
 
     Ports
     -----
@@ -61,8 +62,10 @@ class FrameArbiter(wiring.Component):
                     self.o.p.eq(src.p),
                     src.ready.eq(self.o.ready),
                 ]
-        with m.If(self.o.valid & self.o.ready):
-            with m.If(self.o.p.last):
+        # Once a beat is offered the grant holds, so the output never changes under a
+        # stalled sink (AXI4-Stream: payload stable until the transfer).
+        with m.If(self.o.valid):
+            with m.If(self.o.ready & self.o.p.last):
                 m.d.sync += [busy.eq(0), last_grant.eq(current)]
                 for k in range(n):
                     with m.If(current == k):

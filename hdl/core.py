@@ -10,6 +10,7 @@ from .arp.transmitter import ArpTransmitter
 from .config import ToeConfig
 from .csr import COUNTERS, RegisterFile
 from .icmp.echo import IcmpEcho
+from .register_fifo import RegisterFifo
 from .rx.dispatch import RxDispatcher
 from .rx.frontend import RxFrontend
 from .rx.meta import DropReason
@@ -25,8 +26,10 @@ TX_SOURCES = ("tx_arp", "tx_icmp", "tx_tcp_rst")
 class ToeCore(wiring.Component):
     """The engine: MAC streams on one side, host register bus and ARP lookups on the other.
 
-    RX: :class:`RxFrontend` parses and buffers each frame, :class:`RxDispatcher` hands
-    it to the ARP responder, the ICMP echo responder or the TCP closed-port reset.  TX:
+    RX: :class:`RxFrontend` parses and buffers each frame; its records wait in a
+    two-entry :class:`RegisterFifo` (so parsing overlaps the handling of the frame before)
+    and :class:`RxDispatcher` hands them to the ARP responder, the ICMP echo responder or
+    the TCP closed-port reset.  TX:
     their frames, and ARP requests and announcements, meet in a round-robin
     :class:`FrameArbiter`.
 
@@ -66,6 +69,7 @@ class ToeCore(wiring.Component):
         m.submodules.csr = csr = RegisterFile(cfg)
         m.submodules.rx = rx = RxFrontend(cfg)
         ptr_bits = rx.ptr_bits
+        m.submodules.rx_queue = rx_queue = RegisterFifo(rx.meta.p.shape(), 2)
         m.submodules.dispatch = dispatch = RxDispatcher(ptr_bits)
         m.submodules.arp_responder = arp_rx = ArpResponder()
         m.submodules.arp_cache = arp_cache = ArpCache(
@@ -96,7 +100,8 @@ class ToeCore(wiring.Component):
 
         # RX path.
         wiring.connect(m, wiring.flipped(self.mac_rx), rx.i)
-        wiring.connect(m, rx.meta, dispatch.meta)
+        wiring.connect(m, rx.meta, rx_queue.i)
+        wiring.connect(m, rx_queue.o, dispatch.meta)
         m.d.comb += [
             rx.release.eq(dispatch.release),
             rx.release_ptr.eq(dispatch.release_ptr),

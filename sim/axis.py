@@ -284,11 +284,11 @@ class AxisSource:
         return frame
 
     @property
-    def idle(self) -> bool:
+    def drained(self) -> bool:
         """True when every queued frame has been transferred."""
         return self._drained.is_set()
 
-    async def wait_idle(self) -> None:
+    async def wait_drained(self) -> None:
         """Wait until every queued frame has been transferred."""
         await self._drained.wait()
 
@@ -318,12 +318,11 @@ class AxisSource:
             if presented:
                 if not p.tready.value:
                     continue  # hold the beat
-                now = get_sim_time("ns")
                 if index == 0:
-                    frame.start_ns = now
+                    frame.start_ns = get_sim_time("ns")
                 index += 1
                 if index == len(beats):
-                    frame.end_ns = now
+                    frame.end_ns = get_sim_time("ns")
                     frame.done.set()
                     frame = None
             if frame is None and self._queue:
@@ -407,6 +406,11 @@ class AxisSink:
             self._port.tready.value = 1
             self._ready = True
 
+    @property
+    def unread(self) -> list[AxisFrame]:
+        """The frames received and not yet returned by :meth:`recv` (a copy)."""
+        return list(self._unread)
+
     def get_nowait(self) -> AxisFrame | None:
         """The next unread frame, or None."""
         return self._unread.popleft() if self._unread else None
@@ -435,7 +439,7 @@ class AxisSink:
         checker = self.checker
         # A 1-bit port reads as a Logic, a wider one as a LogicArray.
         keep_of = int if self.lanes == 1 else _unsigned
-        active = False
+        active = bool(p.tvalid.value)
         while True:
             if not active:
                 await valid_rise

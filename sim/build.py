@@ -65,8 +65,20 @@ __all__ = [
 TopFactory = Callable[[ToeConfig], "wiring.Component | tuple[Elaboratable, Any]"]
 """``factory(config)`` -> a ``wiring.Component``, or ``(elaboratable, ports)``."""
 
-VERILATOR_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
+VERILATOR_ARGS: tuple[str, ...] = (
+    "-Wno-fatal",
+    "-Wno-lint",
+    "-Wno-style",
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+)
 """Verilator arguments of every build (the generated Verilog is not ours to lint)."""
+
+MAKE_ARGS: tuple[str, ...] = ("OPT_FAST=-O2",)
+"""Make variables of every build: the model's hot code at -O2 (Verilator's default is -Os)."""
 
 
 TIMESCALE = ("1ns", "1ps")
@@ -244,6 +256,7 @@ def _digest(text: str, args: Sequence[str], waves: bool) -> str:
     for part in (
         _SRC_ATTR.sub("", text),
         "\0".join(args),
+        "\0".join(MAKE_ARGS),
         str(waves),
         str(TIMESCALE),
         verilator_version(),
@@ -314,7 +327,9 @@ def env_override(values: Mapping[str, str | None]) -> Iterator[None]:
 
 def _runtime_cache(name: str, args: Sequence[str], waves: bool) -> Path:
     h = hashlib.sha256(
-        "\0".join([name, verilator_version(), str(verilator_root()), str(waves), *args]).encode()
+        "\0".join(
+            [name, verilator_version(), str(verilator_root()), str(waves), *args, *MAKE_ARGS]
+        ).encode()
     )
     return build_root() / "sim" / ".runtime" / h.hexdigest()[:12]
 
@@ -363,7 +378,7 @@ def _runner(cache: Path) -> Any:
             if cmds and cmds[-1] and cmds[-1][0] == "make":
                 # The PyPI wheel's verilated.mk leaves the precompiled-header include flag
                 # empty, which breaks designs large enough to be split into several files.
-                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include"]
+                cmds[-1] = [*cmds[-1], "CFG_CXXFLAGS_PCH_I=-include", *MAKE_ARGS]
             if cache.is_dir() and len(cmds) >= 2 and cmds[-1] and cmds[-1][0] == "make":
                 seed = [sys.executable, "-c", _SEED_SCRIPT, str(cache), str(self.build_dir)]
                 cmds.insert(len(cmds) - 1, seed)

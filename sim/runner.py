@@ -17,6 +17,7 @@ The cocotb side learns its context from the environment:
 import json
 import os
 import re
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -70,9 +71,19 @@ def current_test_name(fallback: str = "test") -> str:
     return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "test"
 
 
+_used_dirs: set[Path] = set()
+
+
 def artifacts_dir(name: str | None = None) -> Path:
-    """``build/artifacts/<name>/`` (default: the running pytest test), created."""
+    """``build/artifacts/<name>/`` (default: the running pytest test), created.
+
+    The first use in a process empties it, so that it holds the artefacts of this run only
+    (several :func:`run_cocotb` calls of one test then add to it).
+    """
     path = build_root() / "artifacts" / (name or current_test_name())
+    if path not in _used_dirs:
+        _used_dirs.add(path)
+        shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -93,9 +104,10 @@ def run_cocotb(
 
     ``test_module`` is a module name importable from ``sys.path`` (pytest puts ``tests/``
     there) or a path to a ``.py`` file.  ``testcase`` selects cocotb tests by exact name, with
-    all their ``@cocotb.parametrize`` variants (default: all tests in the module).  ``waves`` (default: ``TOE_WAVES``) records a waveform into the
-    artefacts directory, ``artifacts`` names that directory (default: the pytest test name).
-    ``extra_env`` reaches the cocotb side as environment variables.
+    all their ``@cocotb.parametrize`` variants (default: all tests in the module).  ``waves``
+    (default: ``TOE_WAVES``) records a waveform into the artefacts directory; ``artifacts``
+    names that directory (default: the pytest test name); ``seed`` fixes cocotb's random
+    seed.  ``extra_env`` reaches the cocotb side as environment variables.
 
     Raises ``AssertionError`` when a cocotb test failed or none ran, and
     :class:`~sim.build.BuildError` when the build failed.

@@ -35,7 +35,15 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, Lock, RisingEdge, SimTimeoutError, Timer, with_timeout
+from cocotb.triggers import (
+    ClockCycles,
+    Event,
+    Lock,
+    RisingEdge,
+    SimTimeoutError,
+    Timer,
+    with_timeout,
+)
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
@@ -155,6 +163,9 @@ class MacTestbench:
             if tick_cycles < 1:
                 raise ValueError("tick_cycles must be at least 1 (or None)")
             self._tick_task = cocotb.start_soon(self._drive_tick(tick_cycles))
+        self.test_name = current_test_name()
+        self._finished = False
+        self._autosave_task = cocotb.start_soon(self._autosave())
 
     # -- time and reset ---------------------------------------------------------------------
 
@@ -264,7 +275,7 @@ class MacTestbench:
         """Assert that no frame from the engine is waiting to be read now and that the engine
         starts none during the next ``ns`` nanoseconds."""
         if self.tx.pending:
-            frames = [self._wrap(f) for f in list(self.tx._unread)]
+            frames = [self._wrap(f) for f in self.tx.unread]
             raise AssertionError(
                 f"{len(frames)} frame(s) from the engine not read: {_describe(frames)}"
             )
@@ -281,7 +292,7 @@ class MacTestbench:
 
     async def wait_sent(self) -> None:
         """Wait until every queued frame has gone into the engine."""
-        await self.rx.wait_idle()
+        await self.rx.wait_drained()
 
     # -- register file and ARP port ---------------------------------------------------------
 
@@ -340,6 +351,19 @@ class MacTestbench:
 
     # -- artefacts --------------------------------------------------------------------------
 
+    async def _autosave(self) -> None:
+        """Sleeps for the whole test; when cocotb ends the test (passed or failed) and
+        cancels its tasks, writes the pcap unless :meth:`finish` already did."""
+        try:
+            await Event().wait()
+        finally:
+            if not self._finished:
+                try:
+                    path = self.write_pcap(artifacts_path() / f"{self.test_name}.pcapng")
+                    log.info("test ended without finish(): pcap written to %s", path)
+                except Exception:  # never mask the test's own outcome
+                    log.exception("could not write the pcap")
+
     def pcap_records(self) -> list[PcapRecord]:
         """Both directions, in time order: frames into the engine (inbound) and out of it
         (outbound), stamped with the time of their first beat."""
@@ -361,9 +385,14 @@ class MacTestbench:
         return write_pcapng(path, self.pcap_records())
 
     async def finish(self, name: str | None = None) -> Path:
-        """End a test: fail on any stream protocol error seen, and write
-        ``<artifacts>/<name or cocotb test name>.pcapng``; returns its path."""
-        path = self.write_pcap(artifacts_path() / f"{name or current_test_name()}.pcapng")
+        """End a test: write ``<artifacts>/<name or cocotb test name>.pcapng`` and fail on
+        any stream protocol error seen; returns the pcap's path.
+
+        A test that ends without calling this (it failed, say) still gets the pcap under the
+        cocotb test's name, written when cocotb cancels the testbench's tasks.
+        """
+        self._finished = True
+        path = self.write_pcap(artifacts_path() / f"{name or self.test_name}.pcapng")
         log.info("pcap of %d frames: %s", len(self.rx.frames) + len(self.tx.frames), path)
         if self.tx.errors:
             raise AssertionError("tx_axis protocol errors:\n" + "\n".join(self.tx.errors))

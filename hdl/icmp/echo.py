@@ -32,8 +32,9 @@ class IcmpEcho(wiring.Component):
         The reply frame.
     """
 
-    def __init__(self, data_bytes: int, buffer_ptr_bits: int):
+    def __init__(self, data_bytes: int, buffer_ptr_bits: int, max_frame_bytes: int):
         self._w = data_bytes
+        self._max_beats = -(-max_frame_bytes // data_bytes)
         super().__init__({
             "meta": In(stream.Signature(rx_meta_layout(buffer_ptr_bits))),
             "rd_addr": Out(buffer_ptr_bits),
@@ -74,12 +75,12 @@ class IcmpEcho(wiring.Component):
         csum_bytes = be_bytes(icmp_csum, 2)
 
         addr = Signal.like(self.rd_addr)
-        index = Signal(range(2048))
+        index = Signal(range(self._max_beats + 1))
         remaining = Signal(16)
         last = remaining <= w
 
         for lane in range(w):
-            offset = Signal(16, name=f"offset{lane}")
+            offset = Signal(range((self._max_beats + 1) * w), name=f"offset{lane}")
             m.d.comb += offset.eq(index * w + lane)
             out = self.o.p.data[8 * lane : 8 * lane + 8]
             m.d.comb += out.eq(self.rd_data[8 * lane : 8 * lane + 8])

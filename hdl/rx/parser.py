@@ -127,66 +127,99 @@ class RxParser(wiring.Component):
         tcp_sum = fold(l4_sum + pseudo)
         flen = self.frame_len
 
+        # Every check is computed from the snapshot and registered in state FLAGS; the
+        # priority of the checks is resolved from the registered flags in state CHECK.
+        flags = {}
+
+        def flag(name, expr):
+            flags[name] = (Signal(name=f"flag_{name}"), expr)
+            return flags[name][0]
+
+        oper = field(a + arp.OPER, 2)
+        runt = flag("runt", flen < ethernet.HEADER_BYTES)
+        oversize = flag("oversize", flen > self._max_frame)
+        mac_dst = flag("mac_dst", (eth_dst != self.mac_addr) & ~eth_broadcast)
+        is_arp = flag("is_arp", ethertype == ethernet.ETHERTYPE_ARP)
+        is_ipv4 = flag("is_ipv4", ethertype == ethernet.ETHERTYPE_IPV4)
+        no_buffer = flag("no_buffer", ~self.buf_kept)
+        arp_bad = flag("arp_bad", (flen < a + arp.PACKET_BYTES)
+                       | (field(a + arp.HTYPE, 2) != arp.HTYPE_ETHERNET)
+                       | (field(a + arp.PTYPE, 2) != ethernet.ETHERTYPE_IPV4)
+                       | (b[a + arp.HLEN] != 6) | (b[a + arp.PLEN] != 4)
+                       | ((oper != arp.OPER_REQUEST) & (oper != arp.OPER_REPLY)))
+        ip_short = flag("ip_short", flen < L4_AT)
+        ip_version = flag("ip_version", version != 4)
+        ip_ihl = flag("ip_ihl", ihl < 5)
+        ip_header_cut = flag("ip_header_cut", flen < ip + (ihl << 2))
+        ip_checksum = flag("ip_checksum", ip_sum != 0xFFFF)
+        ip_length = flag("ip_length", (ip_len < (ihl << 2)) | (ip_len > flen - ip))
+        ip_fragment = flag("ip_fragment", frag[13] | (frag[:13] != 0))
+        ip_dst_bad = flag("ip_dst_bad", ((ip_dst != self.ip_addr) & ~broadcast_ip)
+                          | (eth_broadcast & ~broadcast_ip))
+        ip_src_bad = flag("ip_src_bad", bad_src)
+        is_icmp = flag("is_icmp", proto == ipv4.PROTO_ICMP)
+        is_tcp = flag("is_tcp", proto == ipv4.PROTO_TCP)
+        to_broadcast = flag("to_broadcast", broadcast_ip)
+        icmp_short = flag("icmp_short", l4_len < icmp.HEADER_BYTES)
+        icmp_checksum = flag("icmp_checksum", fold(l4_sum) != 0xFFFF)
+        icmp_not_echo = flag("icmp_not_echo", (l4[icmp.TYPE] != icmp.TYPE_ECHO_REQUEST)
+                             | (l4[icmp.CODE] != 0))
+        tcp_short = flag("tcp_short", l4_len < tcp.MIN_HEADER_BYTES)
+        tcp_offset = flag("tcp_offset", (tcp_doff < 5) | ((tcp_doff << 2) > l4_len))
+        tcp_checksum = flag("tcp_checksum", tcp_sum != 0xFFFF)
+
         reason = Signal(DropReason)
         verdict = Signal(Verdict)
-        with m.If(flen < ethernet.HEADER_BYTES):
+        with m.If(runt):
             m.d.comb += reason.eq(DropReason.RUNT)
-        with m.Elif(flen > self._max_frame):
+        with m.Elif(oversize):
             m.d.comb += reason.eq(DropReason.OVERSIZE)
-        with m.Elif((eth_dst != self.mac_addr) & ~eth_broadcast):
+        with m.Elif(mac_dst):
             m.d.comb += reason.eq(DropReason.MAC_DST)
-        with m.Elif((ethertype != ethernet.ETHERTYPE_ARP)
-                    & (ethertype != ethernet.ETHERTYPE_IPV4)):
+        with m.Elif(~is_arp & ~is_ipv4):
             m.d.comb += reason.eq(DropReason.ETHERTYPE)
-        with m.Elif(~self.buf_kept):
+        with m.Elif(no_buffer):
             m.d.comb += reason.eq(DropReason.BUFFER_FULL)
-        with m.Elif(ethertype == ethernet.ETHERTYPE_ARP):
-            oper = field(a + arp.OPER, 2)
-            with m.If((flen < a + arp.PACKET_BYTES)
-                      | (field(a + arp.HTYPE, 2) != arp.HTYPE_ETHERNET)
-                      | (field(a + arp.PTYPE, 2) != ethernet.ETHERTYPE_IPV4)
-                      | (b[a + arp.HLEN] != 6) | (b[a + arp.PLEN] != 4)
-                      | ((oper != arp.OPER_REQUEST) & (oper != arp.OPER_REPLY))):
+        with m.Elif(is_arp):
+            with m.If(arp_bad):
                 m.d.comb += reason.eq(DropReason.ARP_MALFORMED)
             with m.Else():
                 m.d.comb += verdict.eq(Verdict.ARP)
-        with m.Elif(flen < L4_AT):
+        with m.Elif(ip_short):
             m.d.comb += reason.eq(DropReason.IP_TRUNCATED)
-        with m.Elif(version != 4):
+        with m.Elif(ip_version):
             m.d.comb += reason.eq(DropReason.IP_VERSION)
-        with m.Elif(ihl < 5):
+        with m.Elif(ip_ihl):
             m.d.comb += reason.eq(DropReason.IP_IHL)
-        with m.Elif(flen < ip + (ihl << 2)):
+        with m.Elif(ip_header_cut):
             m.d.comb += reason.eq(DropReason.IP_TRUNCATED)
-        with m.Elif(ip_sum != 0xFFFF):
+        with m.Elif(ip_checksum):
             m.d.comb += reason.eq(DropReason.IP_CHECKSUM)
-        with m.Elif((ip_len < (ihl << 2)) | (ip_len > flen - ip)):
+        with m.Elif(ip_length):
             m.d.comb += reason.eq(DropReason.IP_LENGTH)
-        with m.Elif(frag[13] | (frag[:13] != 0)):
+        with m.Elif(ip_fragment):
             m.d.comb += reason.eq(DropReason.IP_FRAGMENT)
-        with m.Elif(((ip_dst != self.ip_addr) & ~broadcast_ip)
-                    | (eth_broadcast & ~broadcast_ip)):
+        with m.Elif(ip_dst_bad):
             m.d.comb += reason.eq(DropReason.IP_DST)
-        with m.Elif(bad_src):
+        with m.Elif(ip_src_bad):
             m.d.comb += reason.eq(DropReason.IP_SRC)
-        with m.Elif(proto == ipv4.PROTO_ICMP):
-            with m.If(l4_len < icmp.HEADER_BYTES):
+        with m.Elif(is_icmp):
+            with m.If(icmp_short):
                 m.d.comb += reason.eq(DropReason.ICMP_MALFORMED)
-            with m.Elif(fold(l4_sum) != 0xFFFF):
+            with m.Elif(icmp_checksum):
                 m.d.comb += reason.eq(DropReason.ICMP_CHECKSUM)
-            with m.Elif((l4[icmp.TYPE] != icmp.TYPE_ECHO_REQUEST) | (l4[icmp.CODE] != 0)
-                        | broadcast_ip):
+            with m.Elif(icmp_not_echo | to_broadcast):
                 m.d.comb += reason.eq(DropReason.ICMP_IGNORED)
             with m.Else():
                 m.d.comb += verdict.eq(Verdict.ICMP_ECHO)
-        with m.Elif(proto == ipv4.PROTO_TCP):
-            with m.If(broadcast_ip):
+        with m.Elif(is_tcp):
+            with m.If(to_broadcast):
                 m.d.comb += reason.eq(DropReason.TCP_BROADCAST)
-            with m.Elif(l4_len < tcp.MIN_HEADER_BYTES):
+            with m.Elif(tcp_short):
                 m.d.comb += reason.eq(DropReason.TCP_MALFORMED)
-            with m.Elif((tcp_doff < 5) | ((tcp_doff << 2) > l4_len)):
+            with m.Elif(tcp_offset):
                 m.d.comb += reason.eq(DropReason.TCP_OFFSET)
-            with m.Elif(tcp_sum != 0xFFFF):
+            with m.Elif(tcp_checksum):
                 m.d.comb += reason.eq(DropReason.TCP_CHECKSUM)
             with m.Else():
                 m.d.comb += verdict.eq(Verdict.TCP)
@@ -199,28 +232,44 @@ class RxParser(wiring.Component):
         for i in range(tcp.MAX_OPTION_BYTES):
             m.d.comb += options.options[i].eq(l4[tcp.MIN_HEADER_BYTES + i])
 
+        options_started = Signal()
+        sums_latched = Signal()
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.ready_for_frame.eq(~self.frame_done)
                 with m.If(self.frame_done):
-                    m.d.sync += l4.eq(Signal.cast(self.frame_bytes)[8 * L4_AT :])
+                    m.d.sync += [
+                        l4.eq(Signal.cast(self.frame_bytes)[8 * L4_AT :]),
+                        sums_latched.eq(0),
+                    ]
                     with m.If(ihl > 5):
                         m.d.sync += shifts.eq(ihl - 5)
                     with m.Else():
                         m.d.sync += shifts.eq(0)
-                    m.next = "SUMS"
-            with m.State("SUMS"):
-                with m.If(self.sum_done):
-                    m.d.sync += [ip_sum.eq(self.ip_sum), l4_sum.eq(self.l4_sum)]
                     m.next = "ALIGN"
             with m.State("ALIGN"):
+                # The sums arrive in the first cycle here; IP options shift meanwhile.
+                with m.If(self.sum_done):
+                    m.d.sync += [
+                        ip_sum.eq(self.ip_sum), l4_sum.eq(self.l4_sum), sums_latched.eq(1),
+                    ]
                 with m.If(shifts != 0):
                     m.d.sync += [
                         l4.eq(Signal.cast(l4)[32:]),
                         shifts.eq(shifts - 1),
                     ]
-                with m.Else():
-                    m.next = "CHECK"
+                with m.Elif(sums_latched | self.sum_done):
+                    m.next = "FLAGS"
+            with m.State("FLAGS"):
+                for signal, expr in flags.values():
+                    m.d.sync += signal.eq(expr)
+                # Options are parsed for every TCP header that has them; the result is
+                # used only if the segment passes its checks.
+                started = (proto == ipv4.PROTO_TCP) & (tcp_doff > 5)
+                m.d.comb += options.start.eq(started)
+                m.d.sync += options_started.eq(started)
+                m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [
                     meta.verdict.eq(verdict),
@@ -251,15 +300,15 @@ class RxParser(wiring.Component):
                     meta.tcp_payload_len.eq(l4_len - (tcp_doff << 2)),
                     meta.tcp_options.eq(0),
                 ]
-                with m.If((verdict == Verdict.TCP) & (tcp_doff > 5)):
-                    m.d.comb += options.start.eq(1)
+                with m.If(options_started):
                     m.next = "OPTIONS"
                 with m.Else():
                     m.next = "OUTPUT"
             with m.State("OPTIONS"):
                 with m.If(options.idle):
-                    m.d.sync += meta.tcp_options.eq(options.result)
-                    with m.If(options.error):
+                    with m.If(meta.verdict == Verdict.TCP):
+                        m.d.sync += meta.tcp_options.eq(options.result)
+                    with m.If((meta.verdict == Verdict.TCP) & options.error):
                         m.d.sync += [
                             meta.verdict.eq(Verdict.DROP),
                             meta.reason.eq(DropReason.TCP_OPTION),
@@ -268,5 +317,7 @@ class RxParser(wiring.Component):
             with m.State("OUTPUT"):
                 m.d.comb += self.meta.valid.eq(1)
                 with m.If(self.meta.ready):
+                    # The snapshot is no longer needed: the next frame may end now.
+                    m.d.comb += self.ready_for_frame.eq(1)
                     m.next = "IDLE"
         return m

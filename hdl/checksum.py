@@ -27,8 +27,12 @@ def fold(value, bound: int | None = None) -> Value:
     return value[:16]
 
 
-def ones_sum_words(words) -> Value:
-    """One's complement sum (16 bits, folded) of a list of 16-bit values: an adder tree."""
+def ones_sum_words(words, *, folded: bool = True) -> Value:
+    """One's complement sum of a list of 16-bit values: an adder tree.
+
+    With ``folded=False`` the plain (wide) sum is returned, to be registered and folded
+    in a later pipeline stage.
+    """
     words = [Value.cast(w) if not isinstance(w, int) else Const(w, 16) for w in words]
     count = len(words)
     while len(words) > 1:
@@ -38,6 +42,8 @@ def ones_sum_words(words) -> Value:
         if len(words) % 2:
             pairs.append(words[-1])
         words = pairs
+    if not folded:
+        return words[0]
     return fold(words[0], bound=0xFFFF * count)
 
 

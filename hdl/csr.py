@@ -1,7 +1,7 @@
 """The register file: configuration, time and counters, one 32-bit word per address.
 
-The map is defined here once and read by the host driver (host/registers.py uses the
-same tables).  Reads have one cycle of latency.
+The map is defined here once; software (the testbench, the demo, and the host driver)
+imports these tables rather than copying addresses.  Reads have one cycle of latency.
 """
 
 from amaranth.hdl import Module, Signal

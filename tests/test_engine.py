@@ -26,12 +26,15 @@ TESTS = [
     "test_malformed_frames_dropped_and_counted",
     "test_fuzz_mutated_frames",
     "test_idle_and_backpressure_matrix",
+    "test_buffer_full_drops_and_recovers",
 ]
 
 
 def engine_config(width: int) -> ToeConfig:
-    """Short ARP timers so that retries and expiry happen within a test."""
-    return ToeConfig(data_bytes=width, arp_timeout_us=2_000, arp_retry_us=50, arp_retries=3)
+    """Short ARP timers so that retries and expiry happen within a test, and an RX buffer
+    small enough (about two and a half largest frames) to be filled by a test."""
+    return ToeConfig(data_bytes=width, arp_timeout_us=2_000, arp_retry_us=50, arp_retries=3,
+                     rx_buffer_bytes=4096)
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -33,7 +33,7 @@ class DropReason(enum.IntEnum, shape=5):
     IP_LENGTH = 11  # total length < header or > frame (RFC 1122 s3.2.1.x)
     IP_FRAGMENT = 12  # MF set or fragment offset non-zero: reassembly not supported
     IP_DST = 13  # not our address nor a broadcast address
-    IP_SRC = 14  # broadcast or multicast source (RFC 1122 s3.2.1.3)
+    IP_SRC = 14  # broadcast, multicast, 0.0.0.0 or 127/8 source (RFC 1122 s3.2.1.3)
     IP_PROTO = 15  # neither ICMP nor TCP
     ICMP_MALFORMED = 16  # shorter than the ICMP header
     ICMP_CHECKSUM = 17
@@ -42,7 +42,7 @@ class DropReason(enum.IntEnum, shape=5):
     TCP_OFFSET = 20  # data offset < 5 or past the end of the segment
     TCP_CHECKSUM = 21
     TCP_OPTION = 22  # illegal option length (RFC 9293 MUST-7)
-    TCP_BROADCAST = 23  # segment to a broadcast or multicast address (MUST-57)
+    TCP_BROADCAST = 23  # segment to a broadcast address (MUST-57; multicast is IP_DST)
     TCP_RST_CLOSED = 24  # RST for a closed port: never answered (RFC 9293 s3.10.7.1)
     TCP_NO_LISTENER = 25  # answered with RST (counted as a drop of the segment)
 

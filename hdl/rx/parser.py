@@ -24,8 +24,8 @@ class RxParser(wiring.Component):
     options cost ``IHL - 5`` cycles, and nothing when absent); TCP options go through
     :class:`TcpOptionParser`.  Checks, in order, each with its drop reason:
 
-    - Ethernet: runt, oversize, frame buffer full, destination MAC ours or broadcast,
-      EtherType IPv4 or ARP.
+    - Ethernet: runt, oversize, destination MAC ours or broadcast, EtherType IPv4 or
+      ARP, then frame buffer full (a frame not for us is never counted as lost).
     - ARP (RFC 826): length, hardware type Ethernet, protocol IPv4, sizes 6/4,
       operation request or reply.
     - IPv4 (RFC 791, RFC 1122 s3.2.1): version 4, IHL >= 5, header present, header

@@ -47,11 +47,15 @@ class TcpOptionParser(wiring.Component):
         m = Module()
         n = tcp.MAX_OPTION_BYTES
 
-        padded = Array([self.options[i] for i in range(n)] + [Const(0, 8)] * WINDOW)
-        cursor = Signal(range(n + WINDOW + 1))
+        # Each window byte is a mux indexed by the cursor itself (no adder in front), and
+        # ``left`` (option bytes from the cursor to the end) is kept beside the cursor so
+        # the length checks compare against a register: both keep the loop short.
+        padded = [self.options[i] for i in range(n)] + [Const(0, 8)] * (WINDOW + 34)
+        cursor = Signal(range(n + 35))
+        left = Signal(range(n + 1))
         window = [Signal(8, name=f"window{k}") for k in range(WINDOW)]
         for k in range(WINDOW):
-            m.d.comb += window[k].eq(padded[cursor + k])
+            m.d.comb += window[k].eq(Array(padded[k : k + n + 1])[cursor])
 
         kind, size = window[0], window[1]
         blocks_left = Signal(3)
@@ -61,19 +65,20 @@ class TcpOptionParser(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.start):
-                    m.d.sync += [cursor.eq(0), self.result.eq(0), self.error.eq(0)]
+                    m.d.sync += [
+                        cursor.eq(0), left.eq(self.length), self.result.eq(0), self.error.eq(0),
+                    ]
                     m.next = "OPTION"
             with m.State("OPTION"):
-                with m.If((cursor >= self.length) | (kind == tcp.OPT_EOL)):
+                with m.If((left == 0) | (kind == tcp.OPT_EOL)):
                     m.next = "IDLE"
                 with m.Elif(kind == tcp.OPT_NOP):
-                    m.d.sync += cursor.eq(cursor + 1)
-                with m.Elif((cursor + 1 >= self.length) | (size < 2)
-                            | (cursor + size > self.length)):
+                    m.d.sync += [cursor.eq(cursor + 1), left.eq(left - 1)]
+                with m.Elif((left == 1) | (size < 2) | (size > left)):
                     m.d.sync += self.error.eq(1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += cursor.eq(cursor + size)
+                    m.d.sync += [cursor.eq(cursor + size), left.eq(left - size)]
                     with m.If((kind == tcp.OPT_MSS) & (size == 4)):
                         m.d.sync += [
                             self.result.mss_valid.eq(1),
@@ -101,6 +106,7 @@ class TcpOptionParser(wiring.Component):
                         count = (size - 2) >> 3
                         m.d.sync += [
                             cursor.eq(cursor + 2),
+                            left.eq(left - 2),
                             self.result.sack_count.eq(count),
                             blocks_left.eq(count),
                             block.eq(0),
@@ -111,6 +117,7 @@ class TcpOptionParser(wiring.Component):
                     self.result.sack[block].left.eq(be(window[0:4])),
                     self.result.sack[block].right.eq(be(window[4:8])),
                     cursor.eq(cursor + 8),
+                    left.eq(left - 8),
                     block.eq(block + 1),
                     blocks_left.eq(blocks_left - 1),
                 ]

@@ -4,15 +4,18 @@ from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..checksum import fold
 from ..proto import ethernet, ipv4, tcp
 from ..rx.meta import rx_meta_layout
-from ..stream import beat_signature
-from ..tx.headers import ethernet_header, ipv4_header, tcp_header
+from ..stream import be, beat_signature
+from ..tx.headers import ethernet_header, header_sum, ipv4_header, tcp_header
 from ..tx.serializer import FrameSerializer
 
 __all__ = ["TcpReset", "RST_FRAME_BYTES"]
 
 RST_FRAME_BYTES = ethernet.HEADER_BYTES + ipv4.MIN_HEADER_BYTES + tcp.MIN_HEADER_BYTES
+IP_AT = ethernet.HEADER_BYTES
+TCP_AT = IP_AT + ipv4.MIN_HEADER_BYTES
 
 
 class TcpReset(wiring.Component):
@@ -59,6 +62,9 @@ class TcpReset(wiring.Component):
         ack = Signal(32)
         flags = Signal(8)
         ident = Signal(16)
+        out = [ser.frame.p.bytes[i] for i in range(RST_FRAME_BYTES)]
+        ip_sum = Signal(32)
+        tcp_sum = Signal(32)
 
         seg_len = (seg.tcp_payload_len + (seg.tcp_flags & tcp.SYN != 0)
                    + (seg.tcp_flags & tcp.FIN != 0))
@@ -86,17 +92,36 @@ class TcpReset(wiring.Component):
                             ]
                         m.next = "BUILD"
             with m.State("BUILD"):
+                # Three stages keep the adder trees off the header's critical path:
+                # header bytes, then the unfolded sums, then the folded checksums.
                 frame = (
                     ethernet_header(eth_dst, self.mac_addr, ethernet.ETHERTYPE_IPV4)
                     + ipv4_header(src=self.ip_addr, dst=ip_dst, protocol=ipv4.PROTO_TCP,
-                                  total_length=Const(40, 16), ident=ident)
+                                  total_length=Const(40, 16), ident=ident,
+                                  with_checksum=False)
                     + tcp_header(src=self.ip_addr, dst=ip_dst, sport=sport, dport=dport,
-                                 seq=seq, ack=ack, flags=flags, window=Const(0, 16))
+                                 seq=seq, ack=ack, flags=flags, window=Const(0, 16),
+                                 with_checksum=False)
                 )
                 assert len(frame) == RST_FRAME_BYTES
                 for i, byte in enumerate(frame):
-                    m.d.sync += ser.frame.p.bytes[i].eq(byte)
+                    m.d.sync += out[i].eq(byte)
                 m.d.sync += [ser.frame.p.length.eq(RST_FRAME_BYTES), ident.eq(ident + 1)]
+                m.next = "SUM"
+            with m.State("SUM"):
+                addresses = out[IP_AT + ipv4.SRC : IP_AT + ipv4.DST + 4]
+                pseudo = [be(addresses[i : i + 2]) for i in range(0, 8, 2)]
+                m.d.sync += [
+                    ip_sum.eq(header_sum(out[IP_AT:TCP_AT])),
+                    tcp_sum.eq(header_sum(out[TCP_AT:], pseudo + [
+                        Const(ipv4.PROTO_TCP, 16), Const(tcp.MIN_HEADER_BYTES, 16)])),
+                ]
+                m.next = "FOLD"
+            with m.State("FOLD"):
+                for offset, total in ((IP_AT + ipv4.CHECKSUM, ip_sum),
+                                      (TCP_AT + tcp.CHECKSUM, tcp_sum)):
+                    checksum = ~fold(total)
+                    m.d.sync += [out[offset].eq(checksum[8:16]), out[offset + 1].eq(checksum[:8])]
                 m.next = "SEND"
             with m.State("SEND"):
                 m.d.comb += ser.frame.valid.eq(1)

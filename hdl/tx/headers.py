@@ -4,13 +4,13 @@ Each returns the header as a list of byte-wide values, first byte on the wire fi
 with its checksum computed by an adder tree (RFC 1071).  Callers register the result.
 """
 
-from amaranth.hdl import Cat, Const
+from amaranth.hdl import Cat, Const, Value
 
 from ..checksum import ones_sum, ones_sum_words
 from ..proto import ipv4
 from ..stream import be_bytes
 
-__all__ = ["ethernet_header", "ipv4_header", "tcp_header", "tcp_pseudo_sum"]
+__all__ = ["ethernet_header", "header_sum", "ipv4_header", "tcp_header", "tcp_pseudo_sum"]
 
 
 def ethernet_header(dst, src, ethertype: int) -> list:
@@ -18,8 +18,12 @@ def ethernet_header(dst, src, ethertype: int) -> list:
 
 
 def ipv4_header(*, src, dst, protocol: int, total_length, ident, ttl=ipv4.DEFAULT_TTL,
-                dont_fragment: bool = True) -> list:
-    """A 20-byte IPv4 header without options."""
+                dont_fragment: bool = True, with_checksum: bool = True) -> list:
+    """A 20-byte IPv4 header without options.
+
+    With ``with_checksum=False`` the checksum field is zero, for a caller that computes
+    it in a later pipeline stage (see :func:`header_sum`).
+    """
     head = (
         [Const(0x45, 8), Const(0, 8)]
         + be_bytes(total_length, 2)
@@ -28,6 +32,8 @@ def ipv4_header(*, src, dst, protocol: int, total_length, ident, ttl=ipv4.DEFAUL
         + [Const(ttl, 8) if isinstance(ttl, int) else ttl, Const(protocol, 8)]
     )
     addresses = be_bytes(src, 4) + be_bytes(dst, 4)
+    if not with_checksum:
+        return head + [Const(0, 8)] * 2 + addresses
     checksum = ~ones_sum(head + [Const(0, 8)] * 2 + addresses)
     return head + be_bytes(checksum[:16], 2) + addresses
 
@@ -38,11 +44,13 @@ def tcp_pseudo_sum(src, dst, protocol: int, length):
 
 
 def tcp_header(*, src, dst, sport, dport, seq, ack, flags, window, urgent=0,
-               options: list = (), payload_len=0, payload_sum=0) -> list:
+               options: list = (), payload_len=0, payload_sum=0,
+               with_checksum: bool = True) -> list:
     """A TCP header with ``options`` (a multiple of 4 bytes) and its checksum.
 
     ``payload_sum`` is the one's complement sum of the payload that will follow, so the
-    checksum covers the whole segment; 0 for a bare segment.
+    checksum covers the whole segment; 0 for a bare segment.  With
+    ``with_checksum=False`` the checksum field is zero (see :func:`header_sum`).
     """
     options = list(options)
     assert len(options) % 4 == 0
@@ -53,7 +61,16 @@ def tcp_header(*, src, dst, sport, dport, seq, ack, flags, window, urgent=0,
         + be_bytes(window, 2)
     )
     tail = be_bytes(urgent, 2) + options
+    if not with_checksum:
+        return head + [Const(0, 8)] * 2 + tail
     pseudo = tcp_pseudo_sum(src, dst, ipv4.PROTO_TCP, Const(header_len, 16) + payload_len)
     total = ones_sum_words([ones_sum(head + tail), pseudo, payload_sum])
     checksum = ~total
     return head + be_bytes(checksum[:16], 2) + tail
+
+
+def header_sum(byte_list, extra_words=()) -> Value:
+    """Unfolded one's complement sum of a header's bytes plus ``extra_words`` (e.g. the
+    pseudo-header): register it, then ``~fold(sum)`` is the checksum (RFC 1071)."""
+    words = [Cat(byte_list[i + 1], byte_list[i]) for i in range(0, len(byte_list), 2)]
+    return ones_sum_words(words + list(extra_words), folded=False)

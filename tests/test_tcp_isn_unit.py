@@ -176,7 +176,7 @@ def test_isn_is_timer_plus_siphash_for_random_connections():
     jobs = [random_connection(rng) for _ in range(300)]
     dut = IsnGenerator()
     out = drive_requests(dut, key, jobs, rng, valid_prob=0.5, ready_prob=0.6,
-                         now_step=(0, 2**20))
+                         now_step=(0, 2**19))
     expected = [reference_isn(key, now, job) for now, job in zip(out["now"], jobs, strict=True)]
     assert out["isn"] == expected
 

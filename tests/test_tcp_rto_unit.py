@@ -135,9 +135,7 @@ def drive_sequences(dut, sequences, rng, ready_prob=0.85, valid_prob=0.9):
     """
     log = [[] for _ in sequences]
     waiting = deque(range(len(sequences)))
-    state = [(None, 0) for _ in sequences]  # (stored srtt/rttvar or None, next index)
-    for i, (start, _) in enumerate(sequences):
-        state[i] = (start, 0)
+    state = [(start, 0) for start, _ in sequences]  # (stored srtt/rttvar or None, index)
     in_flight = deque()
 
     async def bench(ctx):
@@ -281,8 +279,7 @@ def test_latency_is_three_cycles_and_throughput_one_per_cycle():
         ctx.set(dut.estimate.ready, 1)
         assert ctx.get(dut.sample.ready) and not ctx.get(dut.estimate.valid)
         results = []
-        for cycle in range(len(rtts) + RTO_LATENCY + 2):
-            k = cycle
+        for k in range(len(rtts) + RTO_LATENCY + 2):
             if k < len(rtts):
                 ctx.set(dut.sample.valid, 1)
                 ctx.set(dut.sample.p, {"rtt_us": rtts[k], "srtt": 0, "rttvar": 0, "first": 1})
@@ -292,7 +289,7 @@ def test_latency_is_three_cycles_and_throughput_one_per_cycle():
                 dut.sample.ready, dut.estimate.valid, dut.estimate.p)
             assert s_ready
             if e_valid:
-                results.append((cycle, (e_p.srtt, e_p.rttvar, e_p.rto)))
+                results.append((k, (e_p.srtt, e_p.rttvar, e_p.rto)))
         # Sample k transfers on edge k and its estimate on edge k + RTO_LATENCY.
         assert [c for c, _ in results] == [k + RTO_LATENCY for k in range(len(rtts))]
         assert [e for _, e in results] == [reference.update(r, first=True) for r in rtts]

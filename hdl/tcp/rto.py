@@ -66,15 +66,17 @@ class RtoEstimator(wiring.Component):
       ``srtt = 8 R`` and ``rttvar = 2 R`` (exact).
     - s2.3, later measurements R': RTTVAR <- (1 - beta) RTTVAR + beta |SRTT - R'| with
       beta = 1/4, using the value of SRTT from *before* its own update ("the value of SRTT
-      used in the update to RTTVAR is its value before updating SRTT itself"), then
+      used in the update to RTTVAR is its value before updating SRTT itself ... updating
+      RTTVAR and SRTT MUST be computed in the above order"), then
       SRTT <- (1 - alpha) SRTT + alpha R' with alpha = 1/8::
 
           rttvar' = rttvar - (rttvar >> 2) + (|srtt - 8 R'| >> 3)
           srtt'   = srtt - (srtt >> 3) + R'
 
       ``|srtt - 8 R'| >> 3`` is |SRTT - R'| in whole microseconds, taken from the exact
-      SRTT with its fraction bits.  Truncating the shifts makes the stored averages at
-      most 7/8 us (SRTT) and a few us (RTTVAR) off the exact real-valued recurrence.
+      SRTT with its fraction bits.  Truncating the subtracted shifts rounds the kept
+      part of each average up; against the exact real-valued recurrence the stored SRTT
+      is within [0, 7/8) us and RTTVAR within (-15/8, 13/8) us, whatever the history.
     - s2.2/s2.3: RTO <- SRTT + max(G, K * RTTVAR) with K = 4 and G = 1 tick (1 us).
       K * RTTVAR is ``rttvar`` itself in microseconds; SRTT is rounded up to a whole
       microsecond, so the timer never fires before the fixed-point RTO::
@@ -84,9 +86,9 @@ class RtoEstimator(wiring.Component):
     - s2.4: an RTO below ``min_rto_us`` (default 1 s) is rounded up to it.
     - s2.5: an RTO above ``max_rto_us`` (default 60 s) is cut down to it.
 
-    Karn's algorithm (s3: no samples from retransmitted segments), the initial RTO
-    (s2.1, the ``initial_rto`` port) and the back-off of s5.5 (:class:`RtoBackoff`)
-    are applied by the engine.
+    The engine applies the rest: Karn's algorithm (s3: no samples from retransmitted
+    segments), the initial RTO (s2.1, the ``initial_rto`` port), the back-off of s5.5
+    (:class:`RtoBackoff`) and the 3 s RTO after a SYN timed out (s5.7).
 
     Latency: 3 cycles (:data:`RTO_LATENCY`).  A sample that transfers on clock edge t
     passes stage 1 (SRTT, and RTTVAR's kept part) on that edge, stage 2 (RTTVAR's
@@ -207,9 +209,10 @@ class RtoBackoff(wiring.Component):
     s5.5: when the retransmission timer expires, "the host MUST set RTO <- RTO * 2 ('back
     off the timer').  The maximum value discussed in (2.5) above may be used to provide
     an upper bound to this doubling operation."  After ``shift`` consecutive expiries the
-    timer runs for ``min(rto << shift, max_rto_us)``; the engine keeps the RTO from the
-    last estimate and the count of expiries since (reset by a new RTT sample, s5.7), and
-    asks this helper for the timer value.
+    timer runs for ``min(rto << shift, max_rto_us)``.  The engine keeps the RTO from the
+    last estimate and the count of expiries since, and asks this helper for the timer
+    value; a new RTT sample gives a new RTO from s2 and the count starts again (RFC 6298
+    s5, the note after rule 5.7: the new RTO may "collapse" the backed-off one).
 
     Ports
     -----

@@ -107,8 +107,7 @@ class RxParser(wiring.Component):
         def l4_field(offset, size):
             return be([l4[offset + i] for i in range(size)])
 
-        l4_len = Signal(16)
-        m.d.comb += l4_len.eq(ip_len - (ihl << 2))
+        l4_len = Signal(16)  # registered when the frame is taken
         tcp_doff = l4[tcp.DATA_OFFSET][4:]
         tcp_flags = l4[tcp.FLAGS]
 
@@ -124,7 +123,8 @@ class RxParser(wiring.Component):
                    | (ip_src[28:] == 0xE) | (ip_src == 0) | (ip_src[24:] == 127))
         pseudo = (ip_src[16:] + ip_src[:16] + ip_dst[16:] + ip_dst[:16]
                   + ipv4.PROTO_TCP + l4_len)
-        tcp_sum = fold(l4_sum + pseudo)
+        tcp_sum = Signal(16)  # folded in state SUMS, from registered inputs
+        icmp_sum = Signal(16)
         flen = self.frame_len
 
         # Every check is computed from the snapshot and registered in state FLAGS; the
@@ -161,7 +161,7 @@ class RxParser(wiring.Component):
         is_tcp = flag("is_tcp", proto == ipv4.PROTO_TCP)
         to_broadcast = flag("to_broadcast", broadcast_ip)
         icmp_short = flag("icmp_short", l4_len < icmp.HEADER_BYTES)
-        icmp_checksum = flag("icmp_checksum", fold(l4_sum) != 0xFFFF)
+        icmp_checksum = flag("icmp_checksum", icmp_sum != 0xFFFF)
         icmp_not_echo = flag("icmp_not_echo", (l4[icmp.TYPE] != icmp.TYPE_ECHO_REQUEST)
                              | (l4[icmp.CODE] != 0))
         tcp_short = flag("tcp_short", l4_len < tcp.MIN_HEADER_BYTES)
@@ -241,6 +241,7 @@ class RxParser(wiring.Component):
                 with m.If(self.frame_done):
                     m.d.sync += [
                         l4.eq(Signal.cast(self.frame_bytes)[8 * L4_AT :]),
+                        l4_len.eq(ip_len - (ihl << 2)),
                         sums_latched.eq(0),
                     ]
                     with m.If(ihl > 5):
@@ -260,7 +261,10 @@ class RxParser(wiring.Component):
                         shifts.eq(shifts - 1),
                     ]
                 with m.Elif(sums_latched | self.sum_done):
-                    m.next = "FLAGS"
+                    m.next = "SUMS"
+            with m.State("SUMS"):
+                m.d.sync += [tcp_sum.eq(fold(l4_sum + pseudo)), icmp_sum.eq(fold(l4_sum))]
+                m.next = "FLAGS"
             with m.State("FLAGS"):
                 for signal, expr in flags.values():
                     m.d.sync += signal.eq(expr)

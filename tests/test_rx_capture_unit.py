@@ -188,7 +188,7 @@ def run_capture(width: int, frames, rng: random.Random, idle_prob: float) -> dic
                 if last:
                     frame, has_sums = next(frame_iter)
                     pending_capture.append((cycle + 1, frame))
-                    pending_sums.append((cycle + 2, frame if has_sums else None))
+                    pending_sums.append((cycle + 3, frame if has_sums else None))
                     if previous is not None:  # the previous snapshot still holds
                         assert bytes(ctx.get(cap.frame_bytes)) == previous[0]
                         assert ctx.get(cap.frame_len) == previous[1]
@@ -212,7 +212,7 @@ def run_capture(width: int, frames, rng: random.Random, idle_prob: float) -> dic
                 assert not pending_capture or pending_capture[0][0] > cycle, "no capture done"
             if ctx.get(csum.done):
                 when, frame = pending_sums.popleft()
-                assert when == cycle, "checksum done not two cycles after the last beat"
+                assert when == cycle, "checksum done not three cycles after the last beat"
                 if frame is not None:
                     ip_sum, l4_sum = expected_sums(frame)
                     ihl = frame[ETH] & 0xF
@@ -241,7 +241,7 @@ def test_capture_and_sums(width, count, max_payload):
     RxChecksum: ``ip_sum`` is the RFC 1071 sum of the IPv4 header (IHL 5..15; 0xFFFF when
     the header checksum is right, RFC 1071 s1 (3)) and ``fold(l4_sum)`` the sum of the IPv4
     payload up to the total length, Ethernet padding excluded (RFC 1122 s3.3.2, RFC 894).
-    One ``done`` each per frame, one and two cycles after the last beat."""
+    One ``done`` each per frame, one and three cycles after the last beat."""
     rng = random.Random(width * 7919 + count)
     frames = make_frames(rng, count, max_payload)
     checked = run_capture(width, frames, rng, rng.choice([0.0, 0.2, 0.5]))

@@ -121,9 +121,9 @@ class RxParser(wiring.Component):
         eth_broadcast = eth_dst == ethernet.BROADCAST
         bad_src = ((ip_src == ipv4.LIMITED_BROADCAST) | (ip_src == subnet_broadcast)
                    | (ip_src[28:] == 0xE) | (ip_src == 0) | (ip_src[24:] == 127))
-        pseudo = (ip_src[16:] + ip_src[:16] + ip_dst[16:] + ip_dst[:16]
-                  + ipv4.PROTO_TCP + l4_len)
-        tcp_sum = Signal(16)  # folded in state SUMS, from registered inputs
+        pseudo = Signal(20)  # pseudo-header sum without the length, registered at start
+        tcp_wide = Signal(33)
+        tcp_sum = Signal(16)  # folded in state FOLD, from registered inputs
         icmp_sum = Signal(16)
         flen = self.frame_len
 
@@ -242,6 +242,8 @@ class RxParser(wiring.Component):
                     m.d.sync += [
                         l4.eq(Signal.cast(self.frame_bytes)[8 * L4_AT :]),
                         l4_len.eq(ip_len - (ihl << 2)),
+                        pseudo.eq(ip_src[16:] + ip_src[:16] + ip_dst[16:] + ip_dst[:16]
+                                  + ipv4.PROTO_TCP),
                         sums_latched.eq(0),
                     ]
                     with m.If(ihl > 5):
@@ -263,7 +265,10 @@ class RxParser(wiring.Component):
                 with m.Elif(sums_latched | self.sum_done):
                     m.next = "SUMS"
             with m.State("SUMS"):
-                m.d.sync += [tcp_sum.eq(fold(l4_sum + pseudo)), icmp_sum.eq(fold(l4_sum))]
+                m.d.sync += [tcp_wide.eq(l4_sum + pseudo + l4_len), icmp_sum.eq(fold(l4_sum))]
+                m.next = "FOLD"
+            with m.State("FOLD"):
+                m.d.sync += tcp_sum.eq(fold(tcp_wide))
                 m.next = "FLAGS"
             with m.State("FLAGS"):
                 for signal, expr in flags.values():

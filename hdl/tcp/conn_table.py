@@ -126,10 +126,15 @@ class ConnectionLookup(wiring.Component):
     fills at n = 1024 (4.8 refusals per fill) and in every fill at n = 4096; every op also
     cost up to 8 reads.  Two-choice hashing ("d-left", Voecking 2003) keeps the fullest
     row near its mean, and one relocation step (bucketized cuckoo hashing) absorbs the
-    rest: the same model of this table, at ``n`` live entries replaced one by one 20 * n
-    times, refused no insert at n = 1024 (30 runs) or n = 4096 (8 runs); without the
+    rest: a Python model of this policy, holding ``n`` live entries replaced one by one
+    20 * n times, refused no insert at n = 1024 (30 runs) or n = 4096 (8 runs); without the
     relocation step it refused about one insert in a thousand.  The test file repeats
-    this check on its reference model.
+    this check on its reference model.  The probe bound of linear probing becomes: 2 *
+    ``ways`` slots compared in one cycle, then at most 2 * ``ways`` further rows read (one
+    per cycle) by a relocation.
+
+    Memory: 2 banks of ``rows`` x (``ways`` * (1 + log2(n) + log2(rows) + 64)) bits: at
+    n = 1024, 2 x 256 x 332 bits (170 kbit); at n = 4096, 2 x 1024 x 348 bits (713 kbit).
 
     Operations
     ----------
@@ -177,15 +182,17 @@ class ConnectionLookup(wiring.Component):
 
     The key
     -------
-    ``key`` is loaded when ``key_we`` is high, and cannot be read back (no path leads from
-    it to an output other than through the row addresses).  Without the key a remote host
-    cannot choose socket pairs that share rows; the Toeplitz hash is linear in the message
-    for a fixed key, so the key should be fresh random bytes from the host, and the bounded
-    damage of a collision is one refused connection.  A key write empties the table (the
-    entries were placed with the old key and could no longer be found): write the key at
-    configuration time, before connections exist.  The key bytes ``k`` (12 of them, as in
-    RSS) are written as ``int.from_bytes(k, "big")``.  After reset the key is
-    :data:`DEFAULT_KEY` and ``keyed`` is low.
+    ``key`` is loaded when ``key_we`` is high and cannot be read back: it reaches nothing
+    but the two row addresses.  Without it a remote host cannot compute which socket pairs
+    share rows.  Toeplitz is linear in the message for a fixed key (H(a ^ b) = H(a) ^
+    H(b)), so a host that learned some colliding pairs (e.g. from refused connections)
+    could derive more: the key must be fresh random bytes from the host (RFC 4086), and a
+    collision costs at most refused connections for the pairs of one full row pair, each
+    counted by ``insert_full``.  A key write empties the table (the entries were placed
+    with the old key and could no longer be found): write the key at configuration time,
+    before connections exist.  The 12 key bytes ``k`` (RSS byte order) are written as
+    ``int.from_bytes(k, "big")``.  After reset the key is the public :data:`DEFAULT_KEY`
+    and ``keyed`` is low.
 
     Clearing: after reset, and after every key write, the table empties itself, one row
     of both banks per cycle (``rows`` cycles, ``clearing`` high, ``request.ready`` low).
@@ -264,6 +271,7 @@ class ConnectionLookup(wiring.Component):
             m.submodules[f"bank{b}"] = bank = memory.Memory(data=table)
             rd.append(bank.read_port())
             wr.append(bank.write_port(granularity=1))  # one enable per way
+            m.d.comb += rd[b].en.eq(0)  # (its reset value is 1) reads only where asked
 
         # Secret key and the two candidate rows of the offered socket pair.
         key = Signal(KEY_BITS, init=int.from_bytes(DEFAULT_KEY, "big"))

@@ -98,12 +98,14 @@ class ArpCache(wiring.Component):
                 m.d.sync += rotate.eq(rotate + 1)
 
         # Lookup.
+        # The search result is registered: it follows ``hop`` and the table one cycle late.
         hop = Signal(32)
         hit = Signal()
         hit_mac = Signal(48)
+        m.d.sync += hit.eq(0)
         for i in range(n):
             with m.If(valid[i] & (ips[i] == hop)):
-                m.d.comb += [hit.eq(1), hit_mac.eq(macs[i])]
+                m.d.sync += [hit.eq(1), hit_mac.eq(macs[i])]
         tries = Signal(range(self._retries + 1))
         deadline = Signal(32)
         subnet_broadcast = self.ip_addr | ~self.netmask
@@ -120,7 +122,9 @@ class ArpCache(wiring.Component):
                     with m.Else():
                         m.d.sync += hop.eq(self.gateway)
                     m.d.sync += tries.eq(0)
-                    m.next = "SEARCH"
+                    m.next = "COMPARE"
+            with m.State("COMPARE"):
+                m.next = "SEARCH"
             with m.State("SEARCH"):
                 with m.If((hop == ipv4.LIMITED_BROADCAST) | (hop == subnet_broadcast)):
                     m.d.sync += [self.result.p.ok.eq(1), self.result.p.mac.eq(ethernet.BROADCAST)]
@@ -143,7 +147,7 @@ class ArpCache(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(hit | _reached(self.now, deadline)):
-                    m.next = "SEARCH"
+                    m.next = "COMPARE"
             with m.State("RESULT"):
                 m.d.comb += self.result.valid.eq(1)
                 with m.If(self.result.ready):

@@ -86,9 +86,13 @@ class RegisterFile(wiring.Component):
         with m.If(self.tick):
             m.d.sync += self.now.eq(self.now + 1)
 
+        # Events are registered first: the counters' adders stay off the handshake paths
+        # that raise them (a count shows one cycle later).
+        events = Signal.like(self.events)
+        m.d.sync += events.eq(self.events)
         counters = [Signal(32, name=name) for name in COUNTERS]
         for bit, counter in enumerate(counters):
-            with m.If(self.events[bit]):
+            with m.If(events[bit]):
                 m.d.sync += counter.eq(counter + 1)
 
         started = Signal()

@@ -75,8 +75,11 @@ class ArpCache(wiring.Component):
             with m.If((sweep == i) & _reached(self.now, expires[i])):
                 m.d.sync += valid[i].eq(0)
 
-        # Learning (overrides the sweep when both touch an entry in the same cycle).
-        lp = self.learn.p
+        # Learning (overrides the sweep when both touch an entry in the same cycle).  The
+        # request is registered first, so the table writes stay off the RX handshake path.
+        lp = Signal.like(self.learn.p)
+        learn_valid = Signal()
+        m.d.sync += [lp.eq(self.learn.p), learn_valid.eq(self.learn.valid)]
         match = Signal(n)
         free = Signal(n)
         for i in range(n):
@@ -87,7 +90,7 @@ class ArpCache(wiring.Component):
         for i in reversed(range(n)):
             with m.If(free[i]):
                 m.d.comb += victim.eq(i)
-        with m.If(self.learn.valid):
+        with m.If(learn_valid):
             for i in range(n):
                 with m.If(match[i] | ((match == 0) & lp.create & (victim == i))):
                     m.d.sync += [

@@ -195,7 +195,7 @@ async def test_ping_sizes(dut):
         tb.send(request)
         reply = await tb.recv(timeout_ns=100_000)
         check_echo_reply(reply.ether, request, peer)
-        assert len(reply.data) == len(bytes(request)) or len(bytes(request)) == 60
+        assert len(reply.data) == len(bytes(request))
     await tb.finish()
 
 
@@ -214,7 +214,6 @@ async def test_ping_padding_and_ip_options(dut):
     for words in (1, 3, 10):
         options = b"\x01" * (4 * words - 1) + b"\x00"
         request = peer.ping(b"options!" * words, options=options)
-        assert request[IP].ihl is None or True
         tb.send(request)
         reply = (await tb.recv(timeout_ns=50_000)).ether
         assert reply[IP].ihl == 5 + words

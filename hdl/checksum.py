@@ -8,6 +8,8 @@ checksum field included, is 0xFFFF.  Incremental updates follow RFC 1624 eqn. 3:
 
 from amaranth.hdl import Const, Value
 
+from .stream import be
+
 __all__ = ["fold", "ones_sum", "ones_sum_words", "internet_checksum", "reference_sum"]
 
 
@@ -52,8 +54,6 @@ def ones_sum(byte_list) -> Value:
     byte_list = list(byte_list)
     if len(byte_list) % 2:
         byte_list.append(Const(0, 8))
-    from .stream import be
-
     return ones_sum_words([be(byte_list[i : i + 2]) for i in range(0, len(byte_list), 2)])
 
 

@@ -1,6 +1,6 @@
 """The RX frame buffer: frames wait here while their headers are parsed and handled."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,11 +71,12 @@ class FrameBuffer(wiring.Component):
         m.d.comb += used.eq(wr_ptr - rd_ptr)
         room = Signal()
         m.d.comb += room.eq(depth - used >= self._max_words)
+        frame_stored = Signal()  # this frame has (or, at its first beat, gets) room
         store_now = Signal()
-        m.d.comb += store_now.eq(
-            ((self.beat_index == 0) & room | (self.beat_index != 0) & storing)
-            & (self.beat_index < self._max_words)
-        )
+        m.d.comb += [
+            frame_stored.eq(Mux(self.beat_index == 0, room, storing)),
+            store_now.eq(frame_stored & (self.beat_index < self._max_words)),
+        ]
 
         m.d.comb += [
             wr.addr.eq((wr_ptr + self.beat_index)[:addr_bits]),
@@ -90,14 +91,13 @@ class FrameBuffer(wiring.Component):
             with m.If(self.beat_index == 0):
                 m.d.sync += storing.eq(room)
             with m.If(self.beat.last):
-                kept = (self.beat_index == 0) & room | (self.beat_index != 0) & storing
                 words = Signal(range(self._max_words + 1))
                 with m.If(self.beat_index < self._max_words):
                     m.d.comb += words.eq(self.beat_index + 1)
                 with m.Else():
                     m.d.comb += words.eq(self._max_words)
-                m.d.sync += [self.start.eq(wr_ptr), self.kept.eq(kept)]
-                with m.If(kept):
+                m.d.sync += [self.start.eq(wr_ptr), self.kept.eq(frame_stored)]
+                with m.If(frame_stored):
                     m.d.sync += [wr_ptr.eq(wr_ptr + words), self.end.eq(wr_ptr + words)]
                 with m.Else():
                     m.d.sync += self.end.eq(wr_ptr)

@@ -58,7 +58,6 @@ class TcpOptionParser(wiring.Component):
             m.d.comb += window[k].eq(Array(padded[k : k + n + 1])[cursor])
 
         kind, size = window[0], window[1]
-        blocks_left = Signal(3)
         block = Signal(2)
 
         with m.FSM():
@@ -108,7 +107,6 @@ class TcpOptionParser(wiring.Component):
                             cursor.eq(cursor + 2),
                             left.eq(left - 2),
                             self.result.sack_count.eq(count),
-                            blocks_left.eq(count),
                             block.eq(0),
                         ]
                         m.next = "SACK_BLOCK"
@@ -119,8 +117,7 @@ class TcpOptionParser(wiring.Component):
                     cursor.eq(cursor + 8),
                     left.eq(left - 8),
                     block.eq(block + 1),
-                    blocks_left.eq(blocks_left - 1),
                 ]
-                with m.If(blocks_left == 1):
+                with m.If(block + 1 == self.result.sack_count):
                     m.next = "OPTION"
         return m

@@ -43,6 +43,25 @@ class ToeConfig:
         Interval between ARP requests for an unresolved address, and how many are sent
         before the lookup fails (RFC 1122 s2.3.2.1 flooding limit: at most one per second
         is recommended; the default is 1 s).
+    connections:
+        TCBs in the connection table (a power of two).  Connection ids are 0..connections-1.
+    listeners:
+        Ports that can listen at once (passive opens).
+    tx_ring_bytes, rx_ring_bytes:
+        Per-connection send and receive rings (powers of two, 64 B .. 64 KiB; the TCP
+        engine needs a power-of-two ``data_bytes``).
+        The receive ring bounds the advertised window (at most 65535 without window scale).
+    msl_us:
+        Maximum segment lifetime; TIME-WAIT lasts 2 * MSL (RFC 9293 MUST-13; the RFC's
+        MSL is 2 minutes).
+    rto_initial_us, rto_min_us, rto_max_us:
+        RFC 6298 s2.1 (1 s), s2.4 (floor, 1 s) and s2.5 (cap, at least 60 s).
+    r1_retries, r2_retries, r2_syn_retries:
+        RFC 9293 s3.8.3 thresholds counted in retransmissions of the same segment: R1
+        (advise; counted), R2 (abort the connection, MUST-20..23).  R2 for a SYN is
+        separate: at least 3 minutes of back-off with the defaults (MUST-23).
+    challenge_acks_per_s:
+        RFC 5961 s7: the most challenge ACKs sent per second over all connections.
     """
 
     data_bytes: int = 8
@@ -56,6 +75,18 @@ class ToeConfig:
     arp_timeout_us: int = 60_000_000
     arp_retry_us: int = 1_000_000
     arp_retries: int = 3
+    connections: int = 16
+    listeners: int = 8
+    tx_ring_bytes: int = 4096
+    rx_ring_bytes: int = 4096
+    msl_us: int = 120_000_000
+    rto_initial_us: int = 1_000_000
+    rto_min_us: int = 1_000_000
+    rto_max_us: int = 60_000_000
+    r1_retries: int = 3
+    r2_retries: int = 8
+    r2_syn_retries: int = 6
+    challenge_acks_per_s: int = 100
 
     def __post_init__(self):
         if not 1 <= self.data_bytes <= 64:
@@ -64,6 +95,13 @@ class ToeConfig:
             raise ValueError(f"mtu must be 68..9000, not {self.mtu}")
         if self.arp_entries & (self.arp_entries - 1):
             raise ValueError("arp_entries must be a power of two")
+        for name in ("connections", "tx_ring_bytes", "rx_ring_bytes"):
+            value = getattr(self, name)
+            if value < 2 or value & (value - 1):
+                raise ValueError(f"{name} must be a power of two >= 2, not {value}")
+        for name in ("tx_ring_bytes", "rx_ring_bytes"):
+            if not 64 <= getattr(self, name) <= 65536:
+                raise ValueError(f"{name} must be 64 bytes .. 64 KiB")
         if self.rx_buffer_bytes < 2 * self.max_frame_bytes:
             raise ValueError("rx_buffer_bytes must hold at least two largest frames")
 
@@ -75,6 +113,16 @@ class ToeConfig:
     def max_frame_bytes(self) -> int:
         """Largest Ethernet frame without FCS: 14-byte header + MTU."""
         return 14 + self.mtu
+
+    @property
+    def conn_bits(self) -> int:
+        """Width of a connection id."""
+        return max(1, (self.connections - 1).bit_length())
+
+    @property
+    def mss(self) -> int:
+        """The MSS we announce and the largest segment we send: MTU - 40 (MUST-14..16)."""
+        return self.mtu - 40
 
     def replace(self, **changes) -> "ToeConfig":
         return replace(self, **changes)

@@ -1,0 +1,150 @@
+"""The transmission control block and the messages between the TCP engine's blocks.
+
+RFC 9293 s3.3.1 lists the variables a TCB holds; :func:`tcb_layout` keeps them (SND.UNA,
+SND.NXT, SND.WND, SND.WL1, SND.WL2, ISS, RCV.NXT, RCV.WND from the RX ring, IRS) together
+with the socket pair, the ring positions and the retransmission state.  One TCB per
+connection id lives in block RAM.
+"""
+
+from amaranth.lib import data, enum
+
+from ..config import ToeConfig
+
+__all__ = ["TcpState", "tcb_layout", "segment_layout", "copy_layout", "delivery_layout",
+           "written_layout", "delivered_layout", "tx_limit_layout"]
+
+
+class TcpState(enum.Enum, shape=4):
+    """The eleven states of RFC 9293 s3.3.2 (LISTEN lives in the listener table)."""
+
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RECEIVED = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSE_WAIT = 7
+    CLOSING = 8
+    LAST_ACK = 9
+    TIME_WAIT = 10
+
+
+def tcb_layout(config: ToeConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "state": TcpState,
+        "owned": 1,  # the host holds this id (until CLOSE/ABORT and CLOSED)
+        "host_closed": 1,  # CLOSE or ABORT was issued: release on reaching CLOSED
+        "passive": 1,  # opened from LISTEN (MUST-10/11: back to LISTEN on RST)
+        "listener": max(1, (config.listeners - 1).bit_length()),
+        "accepted": 1,  # the host sent ACCEPT (the backlog place is free)
+        "remote_mac": 48,
+        "remote_ip": 32,
+        "remote_port": 16,
+        "local_port": 16,
+        # Send sequence space (RFC 9293 s3.3.1).
+        "iss": 32,
+        "snd_una": 32,
+        "snd_nxt": 32,
+        "snd_max": 32,  # highest sequence number sent + 1 (snd_nxt goes back on RTO)
+        "snd_end": 32,  # sequence number after the last byte the host wrote
+        "snd_wnd": 16,
+        "snd_wl1": 32,
+        "snd_wl2": 32,
+        "snd_mss": 16,
+        "fin_queued": 1,  # SHUTDOWN or CLOSE: FIN follows snd_end
+        # Receive sequence space.
+        "irs": 32,
+        "rcv_nxt": 32,
+        "rcv_read": 32,  # bytes before this have left the RX ring for the host
+        "rcv_dlv": 32,  # bytes before this are handed to the delivery engine
+        "rcv_adv": 32,  # right edge of the window last advertised (never moves left)
+        "rcv_credit": 32,  # bytes the host can still take
+        "fin_received": 1,
+        # Retransmission (RFC 6298) and the connection timer.
+        "rto": 32,
+        "srtt": 35,
+        "rttvar": 34,
+        "rtt_valid": 1,  # SRTT holds a measurement
+        "rtt_active": 1,  # timing the segment that ends at rtt_seq (Karn: not retransmitted)
+        "rtt_seq": 32,
+        "rtt_time": 32,
+        "backoff": 5,  # expiries of the timer for the same segment (R1/R2 count)
+        "timer_on": 1,  # retransmission timer, or the TIME-WAIT timer
+        "deadline": 32,
+        "output_queued": 1,  # the id waits in the output queue
+    })
+
+
+def segment_layout(config: ToeConfig) -> data.StructLayout:
+    """A segment for :class:`hdl.tcp.transmitter.TcpTransmitter` to build and send.
+
+    The payload is ``payload_len`` bytes of the connection's TX ring starting at ring
+    offset ``payload_pos`` (a sequence number; the ring offset is its low bits).
+    ``mss_option`` adds the 4-byte MSS option (SYN and SYN-ACK, MUST-15).
+    """
+    return data.StructLayout({
+        "conn": config.conn_bits,
+        "eth_dst": 48,
+        "ip_dst": 32,
+        "sport": 16,
+        "dport": 16,
+        "seq": 32,
+        "ack": 32,
+        "flags": 8,
+        "window": 16,
+        "mss_option": 1,
+        "mss": 16,
+        "payload_pos": 32,
+        "payload_len": 16,
+    })
+
+
+def copy_layout(config: ToeConfig, buffer_ptr_bits: int) -> data.StructLayout:
+    """Received payload to copy from the RX frame buffer into a connection's RX ring."""
+    return data.StructLayout({
+        "conn": config.conn_bits,
+        "buf_start": buffer_ptr_bits,  # first word of the frame in the frame buffer
+        "offset": 16,  # byte offset in the frame of the first byte to copy
+        "length": 16,
+        "ring_pos": 32,  # sequence number of that byte (ring offset: its low bits)
+    })
+
+
+def delivery_layout(config: ToeConfig) -> data.StructLayout:
+    """Bytes of a connection's RX ring to send to the host on the RX stream."""
+    return data.StructLayout({
+        "conn": config.conn_bits,
+        "pos": 32,  # sequence number of the first byte
+        "length": 32,
+    })
+
+
+def delivered_layout(config: ToeConfig) -> data.StructLayout:
+    """A delivery finished: the ring is free up to ``end``."""
+    return data.StructLayout({"conn": config.conn_bits, "end": 32})
+
+
+def written_layout(config: ToeConfig) -> data.StructLayout:
+    """The host wrote TX bytes: the connection's data now ends at ``end``.
+
+    ``overflow``: bytes beyond the credit were discarded; ``shut``: bytes after
+    SHUTDOWN were discarded; ``unknown``: the id is not open.
+    """
+    return data.StructLayout({
+        "conn": config.conn_bits,
+        "end": 32,
+        "overflow": 1,
+        "shut": 1,
+        "unknown": 1,
+    })
+
+
+def tx_limit_layout() -> data.StructLayout:
+    """What the TX writer needs of a TCB, kept by the engine in a memory of its own.
+
+    ``limit``: the writer stores bytes up to (not including) this sequence number
+    (SND.UNA + ring size).  ``gen`` changes when the id gets a new connection; the
+    writer then starts at ``limit - ring size``.
+    """
+    return data.StructLayout({"limit": 32, "gen": 1, "open": 1, "shut": 1})

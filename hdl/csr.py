@@ -4,12 +4,13 @@ The map is defined here once; software (the testbench, the demo, and the host dr
 imports these tables rather than copying addresses.  Reads have one cycle of latency.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ToeConfig
 from .rx.meta import DropReason
+from .tcp.engine import ENGINE_COUNTERS
 
 __all__ = ["RegisterFile", "REGISTERS", "COUNTERS", "COUNTER_BASE", "ID_VALUE"]
 
@@ -26,6 +27,16 @@ REGISTERS = {
     "gateway": (0x06, "rw"),
     "now_us": (0x07, "r"),  # time-base ticks since reset
     "control": (0x08, "w"),  # bit 0: send an ARP announcement
+    # Secret keys, write-only (RFC 6528 s3, RFC 9293 MUST-9): word 0 holds key bytes
+    # 0..3 little-endian; writing the last word loads the whole key.
+    "isn_key0": (0x09, "w"),
+    "isn_key1": (0x0A, "w"),
+    "isn_key2": (0x0B, "w"),
+    "isn_key3": (0x0C, "w"),  # loads the 16-byte SipHash key of the ISN generator
+    "hash_key0": (0x0D, "w"),
+    "hash_key1": (0x0E, "w"),
+    "hash_key2": (0x0F, "w"),  # loads the 12-byte lookup hash key (empties the table)
+    "tcp_params": (0x10, "r"),  # connections | listeners << 16
 }
 
 COUNTER_BASE = 0x40
@@ -42,7 +53,9 @@ COUNTERS = [
     "tx_tcp_rst",  # resets sent for closed ports
     "arp_conflict",  # ARP packets claiming our address (RFC 5227 s2.4)
     "arp_lookup_failed",  # lookups that gave up
-] + [f"drop_{reason.name.lower()}" for reason in DropReason if reason != DropReason.NONE]
+] + [f"drop_{reason.name.lower()}" for reason in DropReason if reason != DropReason.NONE] + [
+    "tx_tcp",  # segments sent by connections
+] + ENGINE_COUNTERS
 
 
 class RegisterFile(wiring.Component):
@@ -77,12 +90,18 @@ class RegisterFile(wiring.Component):
             "gateway": Out(32, init=config.gateway),
             "now": Out(32),
             "announce": Out(1),
+            "isn_key": Out(128),
+            "isn_key_we": Out(1),
+            "hash_key": Out(96),
+            "hash_key_we": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
 
+        # The key strobes follow the key word by a cycle: the key is complete then.
+        m.d.sync += [self.isn_key_we.eq(0), self.hash_key_we.eq(0)]
         with m.If(self.tick):
             m.d.sync += self.now.eq(self.now + 1)
 
@@ -108,6 +127,7 @@ class RegisterFile(wiring.Component):
             "netmask": self.netmask,
             "gateway": self.gateway,
             "now_us": self.now,
+            "tcp_params": cfg.connections | cfg.listeners << 16,
         }
         with m.Switch(self.addr):
             for name, value in readable.items():
@@ -136,4 +156,21 @@ class RegisterFile(wiring.Component):
                     m.d.sync += self.gateway.eq(self.wdata)
                 with m.Case(REGISTERS["control"][0]):
                     m.d.comb += self.announce.eq(self.wdata[0])
+                for i in range(4):
+                    with m.Case(REGISTERS[f"isn_key{i}"][0]):
+                        m.d.sync += self.isn_key[32 * i : 32 * i + 32].eq(self.wdata)
+                        if i == 3:
+                            m.d.sync += self.isn_key_we.eq(1)
+                for i in range(3):
+                    with m.Case(REGISTERS[f"hash_key{i}"][0]):
+                        # Key byte 0 is the most significant (RSS order).
+                        m.d.sync += self.hash_key[96 - 32 * (i + 1) : 96 - 32 * i].eq(
+                            _bswap(self.wdata))
+                        if i == 2:
+                            m.d.sync += self.hash_key_we.eq(1)
         return m
+
+
+def _bswap(word):
+    """Byte 0 of a little-endian register word as the most significant byte."""
+    return Cat(word[24:32], word[16:24], word[8:16], word[0:8])

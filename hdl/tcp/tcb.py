@@ -73,6 +73,8 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "timer_on": 1,  # retransmission timer, or the TIME-WAIT timer
         "deadline": 32,
         "output_queued": 1,  # the id waits in the output queue
+        "tx_gen": 1,  # changes with each connection of this id (see tx_limit_layout)
+        "dlv_out": 4,  # deliveries handed out and not yet reported done
     })
 
 

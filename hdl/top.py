@@ -6,6 +6,16 @@ from amaranth.lib.wiring import In, Out
 
 from .config import ToeConfig
 from .core import ToeCore
+from .host_if import command_layout, data_layout, event_layout
+from .tcp.engine import trace_layout
+
+#: Host interface streams: Verilog prefix -> (core port, layout function, direction).
+HOST_STREAMS = {
+    "cmd": ("cmd", command_layout, "in"),
+    "evt": ("evt", event_layout, "out"),
+    "htx": ("host_tx", data_layout, "in"),
+    "hrx": ("host_rx", data_layout, "out"),
+}
 
 __all__ = ["ToeTop"]
 
@@ -16,7 +26,10 @@ class ToeTop(wiring.Component):
     ``rx_axis_*`` (MAC RX into the core) and ``tx_axis_*`` (MAC TX out of it) follow
     AXI4-Stream: ``tdata`` byte 0 is the first byte on the wire, ``tkeep`` one bit per
     byte.  ``tick``, the ``csr_*`` register bus and the ``arp_*`` lookup port as in
-    :class:`ToeCore`.
+    :class:`ToeCore`.  The host interface streams are ``<name>_valid``, ``<name>_ready``
+    and ``<name>_data`` (the packed message of :mod:`hdl.host_if`) for ``cmd`` and
+    ``htx`` (host to engine) and ``evt`` and ``hrx`` (engine to host).  ``trace_data``
+    is the TCP engine's :data:`~hdl.tcp.engine.trace_layout` (bit 0: valid).
     """
 
     def __init__(self, config: ToeConfig = ToeConfig()):
@@ -32,7 +45,20 @@ class ToeTop(wiring.Component):
             "arp_req_valid": In(1), "arp_req_ready": Out(1), "arp_req_ip": In(32),
             "arp_resp_valid": Out(1), "arp_resp_ready": In(1), "arp_resp_ok": Out(1),
             "arp_resp_mac": Out(48),
+            **self._host_ports(config),
+            "trace_data": Out(trace_layout.size),
         })
+
+    @staticmethod
+    def _host_ports(config):
+        ports = {}
+        for name, (_, layout, direction) in HOST_STREAMS.items():
+            into = direction == "in"
+            ports[f"{name}_valid"] = In(1) if into else Out(1)
+            ports[f"{name}_ready"] = Out(1) if into else In(1)
+            width = layout(config).size
+            ports[f"{name}_data"] = In(width) if into else Out(width)
+        return ports
 
     def elaborate(self, platform):
         m = Module()
@@ -61,4 +87,13 @@ class ToeTop(wiring.Component):
             self.arp_resp_ok.eq(core.arp_result.p.ok),
             self.arp_resp_mac.eq(core.arp_result.p.mac),
         ]
+        m.d.comb += self.trace_data.eq(core.trace)
+        for name, (port, _, direction) in HOST_STREAMS.items():
+            inner = getattr(core, port)
+            valid, ready, payload = (getattr(self, f"{name}_{part}")
+                                     for part in ("valid", "ready", "data"))
+            if direction == "in":
+                m.d.comb += [inner.valid.eq(valid), ready.eq(inner.ready), inner.p.eq(payload)]
+            else:
+                m.d.comb += [valid.eq(inner.valid), inner.ready.eq(ready), payload.eq(inner.p)]
         return m

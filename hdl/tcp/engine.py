@@ -47,7 +47,7 @@ from .tcb import (
     written_layout,
 )
 
-__all__ = ["TcpEngine", "ENGINE_COUNTERS"]
+__all__ = ["TcpEngine", "ENGINE_COUNTERS", "TRACE_SOURCES", "trace_layout"]
 
 #: Event counters of the engine (strobes on ``counters``), in this order.
 ENGINE_COUNTERS = [
@@ -68,6 +68,20 @@ ENGINE_COUNTERS = [
 ]
 
 _SOURCES = ("delivered", "written", "cmd", "seg", "output", "timer")
+#: ``trace.source`` values, by name.
+TRACE_SOURCES = _SOURCES
+
+#: One processed event, for coverage: the state before and after, and what the event was
+#: (the source; the segment's flags and whether it carried data; the command).
+trace_layout = data.StructLayout({
+    "valid": 1,
+    "source": range(len(_SOURCES)),
+    "before": TcpState,
+    "after": TcpState,
+    "flags": 8,
+    "data": 1,
+    "op": CommandOp,
+})
 
 
 def _diff(a, b):
@@ -120,6 +134,9 @@ class TcpEngine(wiring.Component):
         Secret keys of the ISN function and the lookup hash (write-only).
     counters : Out
         One strobe per :data:`ENGINE_COUNTERS` entry.
+    trace : Out
+        :data:`trace_layout`, valid for a cycle after each event: what happened to which
+        state (for the state-coverage report of the tests; unused in a build).
     """
 
     def __init__(self, config: ToeConfig, buffer_ptr_bits: int):
@@ -148,6 +165,7 @@ class TcpEngine(wiring.Component):
             "hash_key": In(96),
             "hash_key_we": In(1),
             "counters": Out(len(ENGINE_COUNTERS)),
+            "trace": Out(trace_layout),
         })
 
     def elaborate(self, platform):
@@ -207,6 +225,9 @@ class TcpEngine(wiring.Component):
         listener = Signal(range(nl))  # matched/free listener
         l_hit = Signal()
         write_tcb = Signal()
+        before = Signal(TcpState)  # the state when the event started (for ``trace``)
+        trace_listen = Signal()  # a LISTEN/UNLISTEN: no TCB, still a transition
+        emitted = Signal()  # a segment was sent for this event
 
         # What the event produces.
         do_seg = Signal()
@@ -359,12 +380,22 @@ class TcpEngine(wiring.Component):
             t.srtt.eq(0), t.rttvar.eq(0), t.dlv_out.eq(0), t.timer_on.eq(0),
         ]
 
-        with m.FSM(name="engine"):
+        m.d.sync += self.trace.valid.eq(0)
+        with m.FSM(name="engine", init="CLEAR") as fsm:
+            with m.State("CLEAR"):
+                # Block RAM keeps its contents through a reset: empty every TCB first.
+                m.d.comb += [tcb_wr.addr.eq(scan), tcb_wr.data.eq(0), tcb_wr.en.eq(1),
+                             self.limit_we.eq(1), self.limit_data.eq(0)]
+                m.d.sync += scan.eq(scan + 1)
+                with m.If(scan == n - 1):
+                    m.next = "IDLE"
+
             with m.State("IDLE"):
                 m.d.sync += [
                     do_seg.eq(0), do_copy.eq(0), do_dlv.eq(0), do_delete.eq(0),
                     del_wait.eq(0), do_limit.eq(0), do_enqueue.eq(0), do_free.eq(0),
-                    do_take.eq(0), write_tcb.eq(0), ev_listen.eq(0),
+                    do_take.eq(0), write_tcb.eq(0), ev_listen.eq(0), trace_listen.eq(0),
+                    emitted.eq(0),
                 ] + [e.on.eq(0) for e in ev]
                 with m.If(pick_any):
                     m.d.sync += [src.eq(pick), last_src.eq(pick)]
@@ -397,7 +428,7 @@ class TcpEngine(wiring.Component):
                 m.next = "LOAD"
 
             with m.State("LOAD"):
-                m.d.sync += [t.eq(tcb_rd.data), write_tcb.eq(1)]
+                m.d.sync += [t.eq(tcb_rd.data), write_tcb.eq(1), before.eq(tcb_rd.data.state)]
                 with m.Switch(src):
                     with m.Case(0):
                         m.next = "DELIVERED"
@@ -443,10 +474,14 @@ class TcpEngine(wiring.Component):
                                 l_pending[free_index].eq(0),
                             ]
                             m.d.sync += event(0, EventKind.LISTENING)
+                            m.d.sync += [trace_listen.eq(1), before.eq(TcpState.CLOSED),
+                                         t.state.eq(TcpState.LISTEN)]
                     with m.Case(CommandOp.UNLISTEN):
                         with m.If(port_match.any()):
                             m.d.sync += l_valid[match_index].eq(0)
                             m.d.sync += event(0, EventKind.UNLISTENED)
+                            m.d.sync += [trace_listen.eq(1), before.eq(TcpState.LISTEN),
+                                         t.state.eq(TcpState.CLOSED)]
                         with m.Else():
                             m.d.sync += error(ErrorCode.NOT_LISTENING)
                     with m.Case(CommandOp.CONNECT):
@@ -474,8 +509,10 @@ class TcpEngine(wiring.Component):
                 m.d.sync += t.eq(tcb_rd.data)
                 m.d.sync += new_tcb_fields
                 m.d.sync += [
+                    before.eq(TcpState.CLOSED),
                     t.remote_ip.eq(c.addr), t.remote_port.eq(c.port),
                     t.local_port.eq(c.value[:16]), t.passive.eq(0),
+                    t.rcv_nxt.eq(0), t.rcv_read.eq(0), t.rcv_dlv.eq(0), t.rcv_adv.eq(0),
                     write_tcb.eq(1), ev_listen.eq(0),
                 ]
                 m.next = "CONNECT_ARP"
@@ -597,6 +634,11 @@ class TcpEngine(wiring.Component):
                                     with m.Case(TcpState.CLOSE_WAIT):
                                         m.d.sync += t.state.eq(TcpState.LAST_ACK)
                                         enqueue()
+                                    with m.Case(TcpState.SYN_RECEIVED):
+                                        # s3.10.4: FIN now if nothing was sent yet.
+                                        with m.If(t.snd_end == t.snd_nxt):
+                                            m.d.sync += t.state.eq(TcpState.FIN_WAIT_1)
+                                            enqueue()
                                     with m.Case(TcpState.SYN_SENT):
                                         # s3.10.4: CLOSE in SYN-SENT deletes the TCB.
                                         with m.If(c.op == CommandOp.CLOSE):
@@ -723,21 +765,25 @@ class TcpEngine(wiring.Component):
                     with m.Case(TcpState.SYN_RECEIVED):
                         m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
                     with m.Default():
-                        outstanding = _diff(t.snd_end, t.snd_una)
-                        fin_only = t.fin_queued & (outstanding == 0)
-                        room = Mux(t.snd_wnd == 0, 1, t.snd_wnd)  # zero-window probe
-                        length = _min(_min(outstanding, room), t.snd_mss)[:16]
-                        after = (t.snd_una + length)[:32]
-                        fin_now = closing_sends_fin & t.fin_queued & (after == t.snd_end)
-                        with m.If((length != 0) | fin_only):
-                            m.d.sync += send(
-                                tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0),
-                                t.snd_una, pos=t.snd_una, length=length)
-                            m.d.sync += t.snd_nxt.eq((after + fin_now)[:32])
-                            with m.If(after != t.snd_end):
-                                enqueue()
+                        with m.If(t.snd_una == t.iss):
+                            # Our SYN is still unacknowledged (CLOSE in SYN-RECEIVED).
+                            m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
                         with m.Else():
-                            m.d.sync += t.timer_on.eq(0)
+                            outstanding = _diff(t.snd_end, t.snd_una)
+                            fin_only = t.fin_queued & (outstanding == 0)
+                            room = Mux(t.snd_wnd == 0, 1, t.snd_wnd)  # zero-window probe
+                            length = _min(_min(outstanding, room), t.snd_mss)[:16]
+                            after = (t.snd_una + length)[:32]
+                            fin_now = closing_sends_fin & t.fin_queued & (after == t.snd_end)
+                            with m.If((length != 0) | fin_only):
+                                m.d.sync += send(
+                                    tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0),
+                                    t.snd_una, pos=t.snd_una, length=length)
+                                m.d.sync += t.snd_nxt.eq((after + fin_now)[:32])
+                                with m.If(after != t.snd_end):
+                                    enqueue()
+                            with m.Else():
+                                m.d.sync += t.timer_on.eq(0)
 
             # ---------------- Segment arrival (s3.10.7) ----------------
             with m.State("LOOKUP"):
@@ -793,7 +839,7 @@ class TcpEngine(wiring.Component):
                 m.d.sync += t.eq(tcb_rd.data)
                 m.d.sync += new_tcb_fields
                 m.d.sync += [
-                    write_tcb.eq(1),
+                    write_tcb.eq(1), before.eq(TcpState.LISTEN),
                     t.owned.eq(0), t.passive.eq(1), t.listener.eq(listener),
                     t.remote_mac.eq(s.eth_src), t.remote_ip.eq(s.ip_src),
                     t.remote_port.eq(s.tcp_sport), t.local_port.eq(s.tcp_dport),
@@ -1110,7 +1156,8 @@ class TcpEngine(wiring.Component):
                         self.segment.p.sport.eq(t.local_port),
                         self.segment.p.dport.eq(t.remote_port),
                         self.segment.p.seq.eq(seg.seq),
-                        self.segment.p.ack.eq(Mux(seg.flags & tcp.ACK_FLAG, seg.ack, 0)),
+                        # The ACK field is always the final RCV.NXT of the event.
+                        self.segment.p.ack.eq(Mux(seg.flags & tcp.ACK_FLAG, t.rcv_nxt, 0)),
                         self.segment.p.flags.eq(seg.flags),
                         self.segment.p.window.eq(Mux(seg.flags & tcp.RST, 0, rcv_wnd)),
                         self.segment.p.mss_option.eq(seg.mss),
@@ -1119,7 +1166,7 @@ class TcpEngine(wiring.Component):
                         self.segment.p.payload_len.eq(seg.len),
                     ]
                     with m.If(self.segment.ready):
-                        m.d.sync += do_seg.eq(0)
+                        m.d.sync += [do_seg.eq(0), emitted.eq(1)]
                         with m.If(seg.flags & tcp.ACK_FLAG):
                             m.d.sync += t.rcv_adv.eq(t.rcv_nxt + rcv_wnd)
                 with m.Elif(do_copy):
@@ -1157,6 +1204,18 @@ class TcpEngine(wiring.Component):
 
             with m.State("WRITE"):
                 m.d.comb += tcb_wr.en.eq(write_tcb)
+                m.d.sync += [
+                    # Timer scans and output checks that change nothing are not traced.
+                    self.trace.valid.eq(
+                        trace_listen | write_tcb & (emitted | (before != t.state)
+                                                    | ((src != 4) & (src != 5)))),
+                    self.trace.source.eq(src),
+                    self.trace.before.eq(before),
+                    self.trace.after.eq(t.state),
+                    self.trace.flags.eq(s.tcp_flags),
+                    self.trace.data.eq(s.tcp_payload_len != 0),
+                    self.trace.op.eq(c.op),
+                ]
                 with m.If(do_limit & write_tcb):
                     m.d.comb += [
                         self.limit_we.eq(1),
@@ -1174,5 +1233,5 @@ class TcpEngine(wiring.Component):
                     m.d.comb += self.seg_in.ready.eq(1)
                 m.next = "IDLE"
 
-        m.d.comb += self.limit_addr.eq(cid)
+        m.d.comb += self.limit_addr.eq(Mux(fsm.ongoing("CLEAR"), scan, cid))
         return m

@@ -83,7 +83,7 @@ def segment_layout(config: ToeConfig) -> data.StructLayout:
 
     The payload is ``payload_len`` bytes of the connection's TX ring starting at ring
     offset ``payload_pos`` (a sequence number; the ring offset is its low bits).
-    ``mss_option`` adds the 4-byte MSS option (SYN and SYN-ACK, MUST-15).
+    ``mss_option`` adds the 4-byte MSS option (SYN and SYN-ACK: MUST-14, SHLD-5).
     """
     return data.StructLayout({
         "conn": config.conn_bits,

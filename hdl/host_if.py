@@ -5,7 +5,10 @@ driver"), besides the register file:
 
 ``cmd`` (host -> engine): one :func:`command_layout` per command.
 ``evt`` (engine -> host): one :func:`event_layout` per event.
-``tx`` (host -> engine): :func:`data_layout` beats, the bytes a connection sends.
+``tx`` (host -> engine): :func:`data_layout` beats, the bytes a connection sends.  An
+empty beat (``count`` 0, ``last`` 1) ends the connection's stream: FIN follows exactly
+the bytes written before it.  (``SHUTDOWN`` does the same from the command stream, after
+whatever the engine has already taken from the TX stream.)
 ``rx`` (engine -> host): :func:`data_layout` beats, the bytes a connection received.
 
 These layouts are the single definition: the gateware builds its ports from them and the
@@ -47,7 +50,8 @@ class CommandOp(enum.Enum, shape=4):
     CONNECT = 3  # addr, port = remote port, value = local port, tag
     ACCEPT = 4  # conn: the host took an ACCEPTED connection (frees a backlog place)
     SHUTDOWN = 5  # conn: send FIN after the queued data (half-close, RFC 9293 s3.10.4)
-    CLOSE = 6  # conn: shutdown if not yet, and release the id once CLOSED
+    CLOSE = 6  # conn: shutdown if not yet (value bit 0: the TX stream ends it), release
+    #            the id once CLOSED
     ABORT = 7  # conn: send RST, release (RFC 9293 s3.10.5)
     CREDIT = 8  # conn, value = bytes the host can take more on the RX stream
 

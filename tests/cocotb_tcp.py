@@ -898,6 +898,210 @@ async def test_listen_unlisten(dut):
     await b.finish()
 
 
+# -- Flow control, retransmission of lost segments, ISN ----------------------------------
+
+
+async def _send_all(b: Bench, peer: ScriptedPeer, conn: int, data: bytes,
+                    first_seq: int) -> bytes:
+    """Write ``data`` on ``conn`` within the send credit (ACKED events return it),
+    receiving and ACKing each segment; returns the bytes seen in order (retransmissions
+    skipped)."""
+    ring = b.config.tx_ring_bytes
+    written = 0
+    got = b""
+    expect = first_seq
+
+    def credit_returned():
+        return sum(e.value for e in b.host.events if e.kind == EventKind.ACKED and e.conn == conn)
+
+    while len(got) < len(data):
+        while written < len(data) and written - credit_returned() < ring:
+            n = min(ring - (written - credit_returned()), 1500, len(data) - written)
+            b.host.write(conn, data[written : written + n])
+            written += n
+        segment = await b.recv_tcp()
+        payload = bytes(segment[TCP].payload)
+        if payload and segment[TCP].seq == expect:
+            got += payload
+            expect = (expect + len(payload)) % 2**32
+            peer.rcv_nxt = expect
+            b.tb.send(peer.segment("A"))
+            await Timer(20 * US, "ns")  # the ACK reaches the engine: credit returns
+    return got
+
+
+@cocotb.test()
+async def test_isn_key_sets_iss(dut):
+    """RFC 6528 s3 / RFC 9293 MUST-8, MUST-9, SHLD-1: ISS = M + F(4-tuple, key), M the
+    4 us clock, F keyed SipHash; the key is written through registers and reads back as
+    zero (F cannot be computed from outside)."""
+    from hdl.csr import REGISTERS
+    from sim.isn_model import reference_isn
+
+    b = await start(dut)
+    key = bytes(range(0x40, 0x50))
+    for i in range(4):
+        word = int.from_bytes(key[4 * i : 4 * i + 4], "little")
+        await b.tb.csr_write(REGISTERS[f"isn_key{i}"][0], word)
+    for i in range(4):
+        assert await b.tb.csr_read(REGISTERS[f"isn_key{i}"][0]) == 0
+    await b.listen(80)
+    peer = ScriptedPeer(b.config, port=43210)
+    now = await b.tb.csr_read(REGISTERS["now_us"][0])
+    b.tb.send(peer.syn())
+    synack = await b.recv_tcp()
+    connection = {"local_ip": b.config.ip_addr, "local_port": 80,
+                  "remote_ip": _ip(peer.ip), "remote_port": peer.port}
+    want = reference_isn(key, now, connection)
+    assert 0 <= (synack[TCP].seq - want) % 2**32 <= 4, (hex(synack[TCP].seq), hex(want))
+    await b.finish()
+
+
+@cocotb.test()
+async def test_established_send_across_wrap(dut):
+    """RFC 9293 s3.4: our sequence numbers wrap past 2**32 in mid-transfer (the ISN key is
+    chosen so that the ISS lies just below the wrap); every byte arrives once, in order,
+    and ACKs across the wrap return the credit."""
+    import random as _random
+
+    from hdl.csr import REGISTERS
+    from sim.isn_model import MASK32, isn_message, siphash24
+
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config, port=43211)
+    now = await b.tb.csr_read(REGISTERS["now_us"][0])
+    message = isn_message(b.config.ip_addr, 80, _ip(peer.ip), peer.port)
+    rng = _random.Random(9293)
+    while True:
+        key = rng.randbytes(16)
+        iss = ((now + 40) // 4 + (siphash24(key, message) & MASK32)) & MASK32
+        if 2**32 - 12_000 <= iss <= 2**32 - 4_000:
+            break
+    for i in range(4):
+        word = int.from_bytes(key[4 * i : 4 * i + 4], "little")
+        await b.tb.csr_write(REGISTERS[f"isn_key{i}"][0], word)
+    conn, synack = await b.accept(peer)
+    first = (synack[TCP].seq + 1) % 2**32
+    assert first > 2**32 - 20_000
+    data = _random.Random(5).randbytes(20_000)
+    assert await _send_all(b, peer, conn, data, first) == data
+    await Timer(50 * US, "ns")
+    assert sum(e.value for e in b.host.events if e.kind == EventKind.ACKED) == len(data)
+    await b.finish()
+
+
+@cocotb.test()
+async def test_established_window_respected(dut):
+    """RFC 9293 s3.8.6 / MUST-17 (send within the offered window): with the peer's window
+    at 1000 bytes the engine never has more than 1000 bytes unacknowledged."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config, window=1000)
+    conn, synack = await b.accept(peer)
+    data = random.Random(11).randbytes(1800)
+    b.host.write(conn, data)
+    got = b""
+    while len(got) < 1000:
+        got += bytes((await b.recv_tcp())[TCP].payload)
+    assert got == data[:1000]
+    await b.expect_no_tcp(100)  # window full: nothing more until an ACK
+    peer.rcv_nxt = (synack[TCP].seq + 1 + 1000) % 2**32
+    b.tb.send(peer.segment("A"))
+    while len(got) < len(data):
+        got += bytes((await b.recv_tcp())[TCP].payload)
+    assert got == data
+    await b.finish()
+
+
+@cocotb.test()
+async def test_established_zero_window_probe(dut):
+    """RFC 9293 s3.8.6.1 (MUST-36): with the peer's window at zero and data queued, the
+    engine probes with one byte after a retransmission timeout; when the window opens
+    (the probe's ACK carries it) the rest follows."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config, window=0)
+    conn, synack = await b.accept(peer)
+    b.host.write(conn, b"0123456789")
+    probe = await b.recv_tcp(timeout_us=4 * b.config.rto_max_us)
+    assert bytes(probe[TCP].payload) == b"0" and probe[TCP].seq == synack[TCP].seq + 1
+    peer.rcv_nxt = (probe[TCP].seq + 1) % 2**32
+    peer.window = 1000
+    b.tb.send(peer.segment("A"))
+    rest = await b.recv_tcp()
+    assert bytes(rest[TCP].payload) == b"123456789"
+    await b.finish()
+
+
+@cocotb.test()
+async def test_established_receive_window_closes_and_opens(dut):
+    """RFC 9293 s3.8.6: the advertised window is the free RX ring; without host credit it
+    closes to zero and a segment beyond it is not accepted (ACK of RCV.NXT, window 0);
+    when the host takes the bytes the engine sends a window update (s3.8.6.2.2)."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config)
+    conn, _ = await b.accept(peer, credit=0)
+    ring = b.config.rx_ring_bytes
+    data = random.Random(12).randbytes(ring)
+    for at in range(0, ring, 1024):
+        b.tb.send(peer.segment("PA", data[at : at + 1024]))
+        ack = await b.recv_tcp()
+        check_ack(ack, peer)
+    assert ack[TCP].window == 0
+    b.tb.send(peer.segment("PA", b"x" * 100, seq=peer.snd_nxt))
+    refused = await b.recv_tcp()
+    assert refused[TCP].ack == peer.snd_nxt and refused[TCP].window == 0
+    b.host.command(CommandOp.CREDIT, conn=conn, value=ring)
+    update = await b.recv_tcp()
+    assert flags_of(update) == "A" and update[TCP].window >= b.config.mss, update[TCP].window
+    assert await b.host.bytes_received(conn, ring) == data
+    await b.finish()
+
+
+@cocotb.test()
+async def test_fin_wait_1_fin_lost(dut):
+    """RFC 9293 s3.8.1 / RFC 6298 s5: a lost FIN is retransmitted when the timer expires,
+    with the same sequence number and the timeout doubling; its ACK gives FIN-WAIT-2."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config)
+    conn, synack = await b.accept(peer)
+    b.host.command(CommandOp.SHUTDOWN, conn=conn)
+    fins = [await b.recv_tcp()]
+    stamps = [b.tb.now_ns]
+    for _ in range(2):
+        fins.append(await b.recv_tcp(timeout_us=4 * b.config.rto_max_us))
+        stamps.append(b.tb.now_ns)
+    assert all(flags_of(f) == "FA" and f[TCP].seq == synack[TCP].seq + 1 for f in fins)
+    first, second = ((t1 - t0) / US for t0, t1 in zip(stamps, stamps[1:], strict=False))
+    assert abs(second - 2 * first) <= 100, (first, second)
+    peer.take(fins[0])
+    b.tb.send(peer.segment("A"))
+    await b.expect_no_tcp(3 * b.config.rto_max_us)
+    await b.finish()
+
+
+@cocotb.test()
+async def test_established_ack_lost(dut):
+    """RFC 6298 (5.4): the peer's ACK was lost, so the timer expires and the data is sent
+    again; the late ACK stops the timer (5.2) and no byte is duplicated for the host."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config)
+    conn, synack = await b.accept(peer)
+    b.host.write(conn, b"payload")
+    first = await b.recv_tcp()
+    again = await b.recv_tcp(timeout_us=4 * b.config.rto_max_us)
+    assert bytes(again[TCP].payload) == b"payload" and again[TCP].seq == first[TCP].seq
+    peer.take(first)
+    b.tb.send(peer.segment("A"))
+    await b.expect_no_tcp(3 * b.config.rto_max_us)
+    assert sum(e.value for e in b.host.events if e.kind == EventKind.ACKED) == 7
+    await b.finish()
+
+
 @cocotb.test()
 async def test_state_diagram_covered(dut):
     """Runs last: every transition of the RFC 9293 state diagram (figure 5) was taken by

@@ -325,6 +325,23 @@ class TcpEngine(wiring.Component):
             return [t.state.eq(TcpState.CLOSED), t.timer_on.eq(0), do_delete.eq(1),
                     t.rcv_credit.eq(0)]
 
+        def begin_close():
+            """CLOSE of RFC 9293 s3.10.4 (our SHUTDOWN): FIN after the queued data."""
+            m.d.sync += [t.fin_queued.eq(1), do_limit.eq(1)]
+            with m.Switch(t.state):
+                with m.Case(TcpState.ESTABLISHED):
+                    m.d.sync += t.state.eq(TcpState.FIN_WAIT_1)
+                    enqueue()
+                with m.Case(TcpState.CLOSE_WAIT):
+                    m.d.sync += t.state.eq(TcpState.LAST_ACK)
+                    enqueue()
+                with m.Case(TcpState.SYN_RECEIVED):
+                    # "If no SENDs have been issued ... form a FIN segment and send
+                    # it, and enter FIN-WAIT-1"; else after ESTABLISHED (ACK step).
+                    with m.If(t.snd_end == t.snd_nxt):
+                        m.d.sync += t.state.eq(TcpState.FIN_WAIT_1)
+                        enqueue()
+
         def enqueue():
             with m.If(~t.output_queued):
                 m.d.sync += [do_enqueue.eq(1), t.output_queued.eq(1)]
@@ -618,31 +635,23 @@ class TcpEngine(wiring.Component):
                                 deliver_more(t.rcv_credit + c.value)
                                 with m.If(_diff(rcv_data_end, t.rcv_dlv) == 0):
                                     m.d.sync += t.rcv_credit.eq(t.rcv_credit + c.value)
-                        with m.Case(CommandOp.SHUTDOWN, CommandOp.CLOSE):
-                            with m.If((c.op == CommandOp.SHUTDOWN) & t.fin_queued):
-                                m.d.sync += error(ErrorCode.BAD_STATE)
-                            with m.Elif((c.op == CommandOp.CLOSE) & t.host_closed):
+                        with m.Case(CommandOp.SHUTDOWN):
+                            with m.If(t.fin_queued):
                                 m.d.sync += error(ErrorCode.BAD_STATE)
                             with m.Else():
-                                m.d.sync += [t.fin_queued.eq(1), do_limit.eq(1)]
-                                with m.If(c.op == CommandOp.CLOSE):
-                                    m.d.sync += [t.host_closed.eq(1), t.rcv_credit.eq(0)]
-                                with m.Switch(t.state):
-                                    with m.Case(TcpState.ESTABLISHED):
-                                        m.d.sync += t.state.eq(TcpState.FIN_WAIT_1)
-                                        enqueue()
-                                    with m.Case(TcpState.CLOSE_WAIT):
-                                        m.d.sync += t.state.eq(TcpState.LAST_ACK)
-                                        enqueue()
-                                    with m.Case(TcpState.SYN_RECEIVED):
-                                        # s3.10.4: FIN now if nothing was sent yet.
-                                        with m.If(t.snd_end == t.snd_nxt):
-                                            m.d.sync += t.state.eq(TcpState.FIN_WAIT_1)
-                                            enqueue()
-                                    with m.Case(TcpState.SYN_SENT):
-                                        # s3.10.4: CLOSE in SYN-SENT deletes the TCB.
-                                        with m.If(c.op == CommandOp.CLOSE):
-                                            m.d.sync += to_closed()
+                                begin_close()
+                        with m.Case(CommandOp.CLOSE):
+                            with m.If(t.host_closed):
+                                m.d.sync += error(ErrorCode.BAD_STATE)
+                            with m.Else():
+                                m.d.sync += [t.host_closed.eq(1), t.rcv_credit.eq(0)]
+                                # value bit 0: the end of the stream comes in-band on
+                                # the TX stream (after the data still on its way).
+                                with m.If(~t.fin_queued & ~c.value[0]):
+                                    begin_close()
+                                with m.If(t.state == TcpState.SYN_SENT):
+                                    # s3.10.4: CLOSE in SYN-SENT deletes the TCB.
+                                    m.d.sync += to_closed()
                         with m.Case(CommandOp.ABORT):
                             # s3.10.5: RST in the synchronized states and SYN-RECEIVED.
                             with m.If(synchronized | (t.state == TcpState.SYN_RECEIVED)):
@@ -667,6 +676,8 @@ class TcpEngine(wiring.Component):
                     with m.If(_lt(t.snd_end, w_info.end)):
                         m.d.sync += t.snd_end.eq(w_info.end)
                         enqueue()
+                    with m.If(w_info.fin & ~t.fin_queued):
+                        begin_close()
 
             with m.State("DELIVERED"):
                 m.next = "FINISH"
@@ -780,6 +791,9 @@ class TcpEngine(wiring.Component):
                                     tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0),
                                     t.snd_una, pos=t.snd_una, length=length)
                                 m.d.sync += t.snd_nxt.eq((after + fin_now)[:32])
+                                with m.If(_lt(t.snd_max, (after + fin_now)[:32])):
+                                    # A zero-window probe sends a byte never sent before.
+                                    m.d.sync += t.snd_max.eq((after + fin_now)[:32])
                                 with m.If(after != t.snd_end):
                                     enqueue()
                             with m.Else():

@@ -131,7 +131,8 @@ def written_layout(config: ToeConfig) -> data.StructLayout:
     """The host wrote TX bytes: the connection's data now ends at ``end``.
 
     ``overflow``: bytes beyond the credit were discarded; ``shut``: bytes after
-    SHUTDOWN were discarded; ``unknown``: the id is not open.
+    SHUTDOWN were discarded; ``unknown``: the id is not open; ``fin``: the host ended
+    its stream here (an empty last beat): send FIN after ``end``.
     """
     return data.StructLayout({
         "conn": config.conn_bits,
@@ -139,6 +140,7 @@ def written_layout(config: ToeConfig) -> data.StructLayout:
         "overflow": 1,
         "shut": 1,
         "unknown": 1,
+        "fin": 1,
     })
 
 

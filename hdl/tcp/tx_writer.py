@@ -41,7 +41,10 @@ class TxWriter(wiring.Component):
 
     The flags of the beats of one write (up to the beat with ``last``) are ORed, and the
     ``last`` beat produces one ``written`` message ``{conn, end, flags}``, ``end`` being
-    the position after that beat (``start`` for a discarded beat).
+    the position after that beat (``start`` for a discarded beat).  An empty ``last``
+    beat (``count`` 0) marks the end of the connection's stream: its message has
+    ``fin`` set, so the FIN follows exactly the bytes written before it (RFC 9293
+    s3.10.4: "queue this until all preceding SENDs have been segmentized").
 
     Pipeline: the memories are read in the cycle a beat is transferred on ``i`` (cycle
     ``t``) and the beat is written to the ring at ``t + 1``.  Both reads are transparent:
@@ -224,6 +227,7 @@ class TxWriter(wiring.Component):
             message.overflow.eq(acc_overflow | overflow),
             message.shut.eq(acc_shut | shut),
             message.unknown.eq(acc_unknown | unknown),
+            message.fin.eq(beat.last & (beat.count == 0) & accept),
         ]
         with m.If(beat_done):
             with m.If(beat.last):

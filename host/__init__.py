@@ -1,0 +1,34 @@
+"""The host side of the engine: the ``toe`` command and the host driver.
+
+- :mod:`host.protocol`: the sans-I/O protocol core (:class:`EngineProtocol`);
+- :mod:`host.api`: the async API (:class:`Engine`, :class:`Listener`, :class:`Connection`)
+  over a :class:`Transport`, for asyncio and cocotb alike;
+- :mod:`host.framing`: length-prefixed messages over a connection.
+
+The names below are imported on first use, so ``import host`` stays cheap.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Engine": "api", "Listener": "api", "Connection": "api", "Transport": "api",
+    "IncompleteReadError": "api",
+    "EngineProtocol": "protocol", "ConnState": "protocol", "ConnStats": "protocol",
+    "EngineError": "protocol",
+    "MessageDecoder": "framing", "send_message": "framing", "recv_message": "framing",
+    "encode_message": "framing", "FramingError": "framing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'host' has no attribute {name!r}")
+    return getattr(import_module(f"host.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

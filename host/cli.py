@@ -13,7 +13,8 @@ def _demo(args: argparse.Namespace) -> int:
     from hdl.top import ToeTop
     from sim.runner import run_cocotb
 
-    config = ToeConfig(data_bytes=args.width)
+    # TIME-WAIT is 2 * MSL: the demo's MSL is 2 ms so that the wait fits in the demo.
+    config = ToeConfig(data_bytes=args.width, msl_us=2_000)
     print(f"Building the engine ({args.width} bytes per beat) with Verilator "
           "(cached after the first run) ...", flush=True)
     result = run_cocotb(ToeTop, config, "toe_core", "sim.demo_bench", "demo",

@@ -56,6 +56,8 @@ class HostPort:
         self._edge = RisingEdge(dut.clk)
         self.events: list[HostEvent] = []
         self.received: dict[int, bytearray] = defaultdict(bytearray)
+        self.rx_log: list[tuple[float, int, int]] = []  # (time ns, conn, bytes) per RX beat
+        self.tx_log: list[float] = []  # time (ns) each TX beat was taken
         self.on_event = None
         self.on_rx_beat = None
         self._event_arrived = Event()
@@ -73,7 +75,8 @@ class HostPort:
         cocotb.start_soon(self._drive(dut.cmd_valid, dut.cmd_ready, dut.cmd_data,
                                       self._commands, self._wake_cmd, self._cmd_done))
         cocotb.start_soon(self._drive(dut.htx_valid, dut.htx_ready, dut.htx_data,
-                                      self._tx_beats, self._wake_tx, self._tx_done))
+                                      self._tx_beats, self._wake_tx, self._tx_done,
+                                      self.tx_log))
         cocotb.start_soon(self._monitor(dut.evt_valid, dut.evt_data, self._take_event))
         cocotb.start_soon(self._monitor(dut.hrx_valid, dut.hrx_data, self._take_rx))
 
@@ -115,7 +118,7 @@ class HostPort:
             self._tx_done.clear()
             await self._tx_done.wait()
 
-    async def _drive(self, valid, ready, payload, queue, wake, done) -> None:
+    async def _drive(self, valid, ready, payload, queue, wake, done, log=None) -> None:
         edge = self._edge
         presented = False
         while True:
@@ -130,6 +133,8 @@ class HostPort:
             await edge
             if ready.value:
                 queue.popleft()
+                if log is not None:
+                    log.append(get_sim_time("ns"))
                 presented = False
                 if queue:
                     payload.value = queue[0]
@@ -165,6 +170,7 @@ class HostPort:
     def _take_rx(self, bits: int) -> None:
         view = self.data_layout.from_bits(bits)
         count = view.count
+        self.rx_log.append((get_sim_time("ns"), view.conn, count))
         self.received[view.conn] += view.data.to_bytes(self.config.data_bytes, "little")[:count]
         self._rx_arrived.set()
         if self.on_rx_beat is not None:

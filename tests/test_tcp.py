@@ -25,3 +25,18 @@ def tcp_config(width: int = 8, **changes) -> ToeConfig:
 def test_tcp(width):
     """Every connection scenario at one width, in one simulator process."""
     run_cocotb(ToeTop, tcp_config(width), "toe_core", "cocotb_tcp")
+
+
+def test_tcp_end_to_end():
+    """The host driver's async API against a reactive peer (tests/cocotb_e2e.py)."""
+    run_cocotb(ToeTop, tcp_config(8), "toe_core", "cocotb_e2e")
+
+
+def test_tcp_1024_connections():
+    """A table of 1,024 connections elaborates, clears itself after reset and runs the
+    basic scenarios (small rings keep the model small)."""
+    config = tcp_config(8, connections=1024, tx_ring_bytes=256, rx_ring_bytes=2048)
+    run_cocotb(ToeTop, config, "toe_core", "cocotb_tcp", [
+        "test_listen_syn", "test_established_data_in_order", "test_established_fin_then_close",
+        "test_syn_sent_synack", "test_established_rst_in_window",
+    ])

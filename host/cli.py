@@ -38,9 +38,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from boards.synth import synthesize
-    from hdl.config import ToeConfig
+    from sim.bench import SYNTH_CONFIG
 
-    result = synthesize(ToeConfig(data_bytes=args.width), Path("build/synth") / f"w{args.width}")
+    config = SYNTH_CONFIG.replace(data_bytes=args.width, connections=args.connections)
+    result = synthesize(config, Path("build/synth") / f"w{args.width}-c{args.connections}")
     result.pop("utilization", None)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--no-synth", action="store_true", help="skip the ECP5 synthesis")
     bench.set_defaults(func=_bench)
 
-    synth = sub.add_parser("synth", help="synthesize the core for an ECP5 LFE5U-85F-8")
+    synth = sub.add_parser("synth", help="synthesize the engine for an ECP5 LFE5U-85F-8")
     synth.add_argument("--width", type=int, default=8)
+    synth.add_argument("--connections", type=int, default=64)
     synth.add_argument("--out", default="build/synth.json")
     synth.set_defaults(func=_synth)
 

@@ -439,6 +439,7 @@ class EngineProtocol:
             raise ValueError(f"bad ephemeral port range {ephemeral_ports}")
         self.config = config
         self.rx_buffer = rx_buffer
+        self._write_bytes = config.mss  # largest write handed to the engine at once
         self.command_layout = command_layout(config)
         self.event_layout = event_layout(config)
         self.data_layout = data_layout(config)
@@ -503,7 +504,8 @@ class EngineProtocol:
     def tx_beats_to_send(self, max_bytes: int | None = None) -> list[int]:
         """Packed TX beats (``data_layout``) of the buffered data that fits the credit.
 
-        Each connection's bytes form one write (its last beat has ``last`` set).  At
+        Each connection's bytes form writes of at most one MSS (the last beat of each
+        has ``last`` set).  At
         most ``max_bytes`` bytes in total (None: no limit).  A connection whose
         ``shutdown()`` or ``close()`` waited for its buffer to empty gets the
         end-of-stream marker (an empty beat with ``last``, counting as no byte) after
@@ -520,10 +522,16 @@ class EngineProtocol:
                     budget -= n
                 chunk = bytes(rec.tx_buffer[:n])
                 del rec.tx_buffer[:n]
-                beats.extend(self._pack_write(rec.conn, chunk))
+                # Writes of at most one MSS: the engine queues the bytes of a write when
+                # its last beat arrives, so a first segment can leave while the rest of
+                # a large buffer is still crossing the TX stream.
+                step = self._write_bytes
+                for at in range(0, n, step):
+                    beats.extend(self._pack_write(rec.conn, chunk[at : at + step]))
+                    rec.stats.tx_writes += 1
                 rec.stats.bytes_sent += n
-                rec.stats.tx_writes += 1
-                rec.stats.tx_beats += -(-n // self._w)
+                rec.stats.tx_beats += sum(-(-len(chunk[at : at + step]) // self._w)
+                                          for at in range(0, n, step))
             if self._eos_ready(rec):
                 beats.append(self._end_of_stream(rec))
         return beats

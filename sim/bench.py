@@ -1,7 +1,9 @@
 """The benchmark command: cycle-count measurements in simulation, and synthesis.
 
-``toe bench`` (``make bench``) runs :mod:`sim.bench_cocotb` at each width and, unless told
-not to, the ECP5 synthesis of :mod:`boards.synth` at width 8, and writes one JSON file.
+``toe bench`` (``make bench``) runs :mod:`sim.bench_cocotb` (the datapath) at each width,
+:mod:`sim.bench_tcp` (connections) at width 8 and, unless told not to, the ECP5 synthesis
+of :mod:`boards.synth` of the whole engine with 64 connections at width 8, and writes one
+JSON file.
 """
 
 import json
@@ -13,7 +15,11 @@ from hdl.top import ToeTop
 
 from .runner import run_cocotb
 
-__all__ = ["run_benchmarks"]
+__all__ = ["run_benchmarks", "SYNTH_CONFIG"]
+
+#: The synthesized configuration: 64 connections with 2 KiB rings each way fit the block
+#: RAM of an LFE5U-85F (208 DP16KD).
+SYNTH_CONFIG = ToeConfig(data_bytes=8, connections=64, tx_ring_bytes=2048, rx_ring_bytes=2048)
 
 
 def run_benchmarks(widths=(1, 8), synth: bool = True) -> dict:
@@ -31,12 +37,23 @@ def run_benchmarks(widths=(1, 8), synth: bool = True) -> dict:
         figures = json.loads((run.artifacts / "bench.json").read_text())
         figures["verilator_build_seconds"] = round(run.build.seconds, 1)
         results["datapath"][f"w{width}"] = figures
+    tcp_config = ToeConfig(data_bytes=8, connections=32, tx_ring_bytes=65536,
+                           rx_ring_bytes=65536)
+    run = run_cocotb(ToeTop, tcp_config, "toe_core", "sim.bench_tcp", "bench_tcp",
+                     artifacts="bench-tcp-w8")
+    results["tcp"] = json.loads((run.artifacts / "bench_tcp.json").read_text())
+    results["tcp"]["config"] = {"connections": 32, "tx_ring_bytes": 65536,
+                                "rx_ring_bytes": 65536}
     if synth:
         from pathlib import Path
 
         from boards.synth import synthesize
 
-        figures = synthesize(ToeConfig(data_bytes=8), Path("build/synth/w8"))
+        config = SYNTH_CONFIG
+        figures = synthesize(config, Path("build/synth/tcp64"))
         figures.pop("utilization", None)
+        figures["config"] = {"data_bytes": 8, "connections": config.connections,
+                             "tx_ring_bytes": config.tx_ring_bytes,
+                             "rx_ring_bytes": config.rx_ring_bytes}
         results["synthesis"] = figures
     return results

@@ -40,3 +40,9 @@ def test_tcp_1024_connections():
         "test_listen_syn", "test_established_data_in_order", "test_established_fin_then_close",
         "test_syn_sent_synack", "test_established_rst_in_window",
     ])
+
+
+def test_tcp_state_matrix():
+    """Every synchronized state against RST, SYN, ACK and data events
+    (tests/cocotb_tcp_matrix.py)."""
+    run_cocotb(ToeTop, tcp_config(8), "toe_core", "cocotb_tcp_matrix")

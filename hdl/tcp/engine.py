@@ -232,7 +232,7 @@ class TcpEngine(wiring.Component):
         # What the event produces.
         do_seg = Signal()
         seg = Signal(data.StructLayout({
-            "flags": 8, "seq": 32, "ack": 32, "pos": 32, "len": 16, "mss": 1}))
+            "flags": 8, "seq": 32, "pos": 32, "len": 16, "mss": 1}))
         do_copy = Signal()
         cp = Signal(data.StructLayout({"offset": 16, "length": 16, "pos": 32}))
         do_dlv = Signal()
@@ -285,12 +285,12 @@ class TcpEngine(wiring.Component):
             m.d.sync += [budget.eq(cfg.challenge_acks_per_s), budget_since.eq(self.now)]
 
         # --- Helpers that queue the event's products -----------------------------------
-        def send(flags_value, seq, ack=None, pos=0, length=0, mss=0):
+        def send(flags_value, seq, pos=0, length=0, mss=0):
+            """Queue a segment; its ACK field is the event's final RCV.NXT (at EMIT)."""
             return [
                 do_seg.eq(1),
                 seg.flags.eq(flags_value),
                 seg.seq.eq(seq),
-                seg.ack.eq(t.rcv_nxt if ack is None else ack),
                 seg.pos.eq(pos),
                 seg.len.eq(length),
                 seg.mss.eq(mss),
@@ -361,6 +361,15 @@ class TcpEngine(wiring.Component):
                 ]
 
         dlv = Signal(delivery_layout(cfg))
+
+        def request_lookup(op, remote_ip, remote_port, local_port):
+            m.d.comb += [
+                lookup.request.valid.eq(1),
+                lookup.request.p.op.eq(op),
+                lookup.request.p.tuple.remote_ip.eq(remote_ip),
+                lookup.request.p.tuple.remote_port.eq(remote_port),
+                lookup.request.p.tuple.local_port.eq(local_port),
+            ]
 
         def emit_event(slot):
             m.d.comb += [self.evt.p.kind.eq(slot.kind), self.evt.p.code.eq(slot.code),
@@ -552,14 +561,8 @@ class TcpEngine(wiring.Component):
             # An open (active or passive): the socket pair into the lookup table, then
             # the ISN, then the SYN or SYN-ACK.
             with m.State("OPEN_INSERT"):
-                m.d.comb += [
-                    lookup.request.valid.eq(1),
-                    lookup.request.p.op.eq(ConnTableOp.INSERT),
-                    lookup.request.p.tuple.remote_ip.eq(t.remote_ip),
-                    lookup.request.p.tuple.remote_port.eq(t.remote_port),
-                    lookup.request.p.tuple.local_port.eq(t.local_port),
-                    lookup.request.p.conn_id.eq(cid),
-                ]
+                request_lookup(ConnTableOp.INSERT, t.remote_ip, t.remote_port, t.local_port)
+                m.d.comb += lookup.request.p.conn_id.eq(cid)
                 with m.If(lookup.request.ready):
                     m.next = "OPEN_INSERTED"
 
@@ -611,7 +614,7 @@ class TcpEngine(wiring.Component):
                             t.state.eq(TcpState.SYN_SENT), t.owned.eq(1),
                             t.rcv_nxt.eq(0),
                         ]
-                        m.d.sync += send(tcp.SYN, iss, ack=0, mss=1)
+                        m.d.sync += send(tcp.SYN, iss, mss=1)
                         m.d.sync += event(0, EventKind.CONNECTING)
                         m.d.comb += strobe["tcp_active_opens"].eq(1)
                     m.next = "FINISH"
@@ -772,7 +775,7 @@ class TcpEngine(wiring.Component):
                 m.d.sync += start_timer(backoff.backed_off)
                 with m.Switch(t.state):
                     with m.Case(TcpState.SYN_SENT):
-                        m.d.sync += send(tcp.SYN, t.iss, ack=0, mss=1)
+                        m.d.sync += send(tcp.SYN, t.iss, mss=1)
                     with m.Case(TcpState.SYN_RECEIVED):
                         m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
                     with m.Default():
@@ -801,13 +804,7 @@ class TcpEngine(wiring.Component):
 
             # ---------------- Segment arrival (s3.10.7) ----------------
             with m.State("LOOKUP"):
-                m.d.comb += [
-                    lookup.request.valid.eq(1),
-                    lookup.request.p.op.eq(ConnTableOp.LOOKUP),
-                    lookup.request.p.tuple.remote_ip.eq(s.ip_src),
-                    lookup.request.p.tuple.remote_port.eq(s.tcp_sport),
-                    lookup.request.p.tuple.local_port.eq(s.tcp_dport),
-                ]
+                request_lookup(ConnTableOp.LOOKUP, s.ip_src, s.tcp_sport, s.tcp_dport)
                 with m.If(lookup.request.ready):
                     m.next = "LOOKUP_WAIT"
 
@@ -904,7 +901,7 @@ class TcpEngine(wiring.Component):
                             t.state.eq(TcpState.ESTABLISHED), t.snd_una.eq(s.tcp_ack),
                             t.timer_on.eq(0), t.backoff.eq(0),
                         ]
-                        m.d.sync += send(tcp.ACK_FLAG, t.snd_nxt, ack=s.tcp_seq + 1)
+                        m.d.sync += send(tcp.ACK_FLAG, t.snd_nxt)
                         m.d.sync += event(0, EventKind.ESTABLISHED)
                         m.d.comb += strobe["tcp_established"].eq(1)
                         with m.If(t.rtt_active):
@@ -912,7 +909,7 @@ class TcpEngine(wiring.Component):
                     with m.Else():
                         # Simultaneous open (s3.5 figure 8): SYN-RECEIVED, not passive.
                         m.d.sync += [t.state.eq(TcpState.SYN_RECEIVED), t.rtt_active.eq(0)]
-                        m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss, ack=s.tcp_seq + 1,
+                        m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss,
                                          mss=1)
 
             with m.State("CHECK_SEQ"):
@@ -1111,7 +1108,7 @@ class TcpEngine(wiring.Component):
                 with m.If(f_fin & (fin_seq == t.rcv_nxt) & (t.state != TcpState.CLOSED)
                           & ~t.fin_received):
                     m.d.sync += [t.rcv_nxt.eq(t.rcv_nxt + 1), t.fin_received.eq(1)]
-                    m.d.sync += send(tcp.ACK_FLAG, t.snd_nxt, ack=(t.rcv_nxt + 1)[:32])
+                    m.d.sync += send(tcp.ACK_FLAG, t.snd_nxt)
                     m.d.sync += event(2, EventKind.PEER_FIN,
                                       value=_diff(t.rcv_nxt, t.irs + 1))
                     fin_acked = t.fin_queued & (t.snd_una == (t.snd_end + 1)[:32])
@@ -1148,13 +1145,7 @@ class TcpEngine(wiring.Component):
             with m.State("EMIT"):
                 # One product per cycle, in order; the TCB is written last.
                 with m.If(do_delete):
-                    m.d.comb += [
-                        lookup.request.valid.eq(1),
-                        lookup.request.p.op.eq(ConnTableOp.DELETE),
-                        lookup.request.p.tuple.remote_ip.eq(t.remote_ip),
-                        lookup.request.p.tuple.remote_port.eq(t.remote_port),
-                        lookup.request.p.tuple.local_port.eq(t.local_port),
-                    ]
+                    request_lookup(ConnTableOp.DELETE, t.remote_ip, t.remote_port, t.local_port)
                     with m.If(lookup.request.ready):
                         m.d.sync += [do_delete.eq(0), del_wait.eq(1)]
                 with m.Elif(del_wait):

@@ -59,7 +59,8 @@ class ToeConfig:
     r1_retries, r2_retries, r2_syn_retries:
         RFC 9293 s3.8.3 thresholds counted in retransmissions of the same segment: R1
         (advise; counted), R2 (abort the connection, MUST-20..23).  R2 for a SYN is
-        separate: at least 3 minutes of back-off with the defaults (MUST-23).
+        separate: 1+2+4+8+16+32+60 + 60 = 183 s of back-off with the defaults, at least
+        the 3 minutes of MUST-23.
     challenge_acks_per_s:
         RFC 5961 s7: the most challenge ACKs sent per second over all connections.
     """
@@ -85,7 +86,7 @@ class ToeConfig:
     rto_max_us: int = 60_000_000
     r1_retries: int = 3
     r2_retries: int = 8
-    r2_syn_retries: int = 6
+    r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
 
     def __post_init__(self):

@@ -136,6 +136,7 @@ class ToeCore(wiring.Component):
             m.d.comb += block.ip_addr.eq(csr.ip_addr)
         m.d.comb += [
             engine.now.eq(csr.now),
+            engine.netmask.eq(csr.netmask),
             engine.isn_key.eq(csr.isn_key),
             engine.isn_key_we.eq(csr.isn_key_we),
             engine.hash_key.eq(csr.hash_key),

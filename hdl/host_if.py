@@ -89,6 +89,7 @@ class ErrorCode(enum.Enum, shape=4):
     REFUSED = 11  # with RESET: the peer refused the connection
     RESET = 12  # with RESET: the peer reset the connection
     NO_ROUTE = 13  # the next hop did not answer ARP
+    BAD_ADDRESS = 14  # CONNECT to a broadcast, multicast or zero address (MUST-46)
 
 
 def command_layout(config: ToeConfig) -> data.StructLayout:

@@ -103,7 +103,7 @@ _MASK32 = (1 << 32) - 1
 _REQUEST_CODES = frozenset({
     ErrorCode.BAD_COMMAND, ErrorCode.NO_FREE_CONN, ErrorCode.PORT_IN_USE,
     ErrorCode.NO_LISTENER_SLOT, ErrorCode.NOT_LISTENING, ErrorCode.TABLE_FULL,
-    ErrorCode.NO_ROUTE,
+    ErrorCode.NO_ROUTE, ErrorCode.BAD_ADDRESS,
 })
 
 _ERRNO = {
@@ -120,6 +120,7 @@ _ERRNO = {
     ErrorCode.REFUSED: errno.ECONNREFUSED,
     ErrorCode.RESET: errno.ECONNRESET,
     ErrorCode.NO_ROUTE: errno.EHOSTUNREACH,
+    ErrorCode.BAD_ADDRESS: errno.EADDRNOTAVAIL,
 }
 
 

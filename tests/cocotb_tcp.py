@@ -754,7 +754,8 @@ async def test_syn_sent_timeout(dut):
 async def test_host_commands_refused(dut):
     """Bad host commands get an ERROR event with a reason and change nothing: unknown id,
     LISTEN on a listening port, UNLISTEN of a port that does not listen, an unknown
-    operation, ACCEPT of an active open, SHUTDOWN twice, data after SHUTDOWN."""
+    operation, CONNECT to a broadcast or multicast address (RFC 9293 MUST-46), SHUTDOWN
+    twice, data after SHUTDOWN."""
     b = await start(dut)
     await b.listen(80)
     cases = [
@@ -762,6 +763,13 @@ async def test_host_commands_refused(dut):
         (CommandOp.LISTEN, {"port": 80, "value": 1}, ErrorCode.PORT_IN_USE),
         (CommandOp.UNLISTEN, {"port": 81}, ErrorCode.NOT_LISTENING),
         (CommandOp.NOP, {}, ErrorCode.BAD_COMMAND),
+        # MUST-46: no OPEN to a broadcast or multicast address.
+        (CommandOp.CONNECT, {"addr": _ip("10.0.0.255"), "port": 80, "value": 5000},
+         ErrorCode.BAD_ADDRESS),
+        (CommandOp.CONNECT, {"addr": _ip("255.255.255.255"), "port": 80, "value": 5000},
+         ErrorCode.BAD_ADDRESS),
+        (CommandOp.CONNECT, {"addr": _ip("224.0.0.1"), "port": 80, "value": 5000},
+         ErrorCode.BAD_ADDRESS),
     ]
     for op, fields, code in cases:
         tag = next(b.tags)
@@ -993,7 +1001,7 @@ async def test_established_send_across_wrap(dut):
 
 @cocotb.test()
 async def test_established_window_respected(dut):
-    """RFC 9293 s3.8.6 / MUST-17 (send within the offered window): with the peer's window
+    """RFC 9293 s3.8.6 (the sender sends within the offered window): with the peer's window
     at 1000 bytes the engine never has more than 1000 bytes unacknowledged."""
     b = await start(dut)
     await b.listen(80)

@@ -129,7 +129,7 @@ class TcpEngine(wiring.Component):
         Next-hop MAC of an active open.
     now : In
         Microseconds since reset.
-    mac_addr, ip_addr : In
+    mac_addr, ip_addr, netmask : In
     isn_key, isn_key_we, hash_key, hash_key_we : In
         Secret keys of the ISN function and the lookup hash (write-only).
     counters : Out
@@ -160,6 +160,7 @@ class TcpEngine(wiring.Component):
             "now": In(32),
             "mac_addr": In(48),
             "ip_addr": In(32),
+            "netmask": In(32),
             "isn_key": In(128),
             "isn_key_we": In(1),
             "hash_key": In(96),
@@ -342,6 +343,12 @@ class TcpEngine(wiring.Component):
                         m.d.sync += t.state.eq(TcpState.FIN_WAIT_1)
                         enqueue()
 
+        def syn_rto_floor():
+            """RFC 6298 (5.7): after a SYN timed out, RTO starts data at 3 s at least."""
+            floor = min(3_000_000, cfg.rto_max_us)
+            with m.If((t.backoff != 0) & (t.rto < floor)):
+                m.d.sync += t.rto.eq(floor)
+
         def enqueue():
             with m.If(~t.output_queued):
                 m.d.sync += [do_enqueue.eq(1), t.output_queued.eq(1)]
@@ -511,7 +518,13 @@ class TcpEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += error(ErrorCode.NOT_LISTENING)
                     with m.Case(CommandOp.CONNECT):
-                        with m.If(id_available):
+                        # MUST-46: no OPEN to a broadcast or multicast address.
+                        bad_address = ((c.addr == 0) | (c.addr[28:] == 0xE)
+                                       | (c.addr[28:] == 0xF)
+                                       | ((c.addr | self.netmask) == 0xFFFF_FFFF))
+                        with m.If(bad_address):
+                            m.d.sync += error(ErrorCode.BAD_ADDRESS)
+                        with m.Elif(id_available):
                             m.d.sync += cid.eq(next_id)
                             with m.If(free.r_rdy):
                                 m.d.comb += free.r_en.eq(1)
@@ -901,6 +914,7 @@ class TcpEngine(wiring.Component):
                             t.state.eq(TcpState.ESTABLISHED), t.snd_una.eq(s.tcp_ack),
                             t.timer_on.eq(0), t.backoff.eq(0),
                         ]
+                        syn_rto_floor()
                         m.d.sync += send(tcp.ACK_FLAG, t.snd_nxt)
                         m.d.sync += event(0, EventKind.ESTABLISHED)
                         m.d.comb += strobe["tcp_established"].eq(1)
@@ -982,6 +996,7 @@ class TcpEngine(wiring.Component):
                             t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
                             t.snd_wl2.eq(ack), t.owned.eq(1),
                         ]
+                        syn_rto_floor()
                         m.d.comb += strobe["tcp_established"].eq(1)
                         m.d.sync += event(0, Mux(t.passive, EventKind.ACCEPTED,
                                                  EventKind.ESTABLISHED))

@@ -88,7 +88,7 @@ class RtoEstimator(wiring.Component):
 
     The engine applies the rest: Karn's algorithm (s3: no samples from retransmitted
     segments), the initial RTO (s2.1, the ``initial_rto`` port), the back-off of s5.5
-    (:class:`RtoBackoff`) and the 3 s RTO after a SYN timed out (s5.7).
+    (:class:`RtoBackoff`) and the 3 s RTO after a SYN timed out (s5.7, in the engine).
 
     Latency: 3 cycles (:data:`RTO_LATENCY`).  A sample that transfers on clock edge t
     passes stage 1 (SRTT, and RTTVAR's kept part) on that edge, stage 2 (RTTVAR's

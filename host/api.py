@@ -91,6 +91,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import inspect
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -114,6 +115,7 @@ from .protocol import (
     Released,
     TimedOut,
     Unlistened,
+    key_register_writes,
 )
 
 __all__ = [
@@ -248,6 +250,21 @@ class Engine:
                 await self._flush_on_the_way_out()
             raise
         return listener
+
+    async def write_keys(self, isn_key: bytes | None = None,
+                         hash_key: bytes | None = None) -> None:
+        """Load the engine's secret keys: the ISN function's (16 bytes, RFC 6528 s3,
+        RFC 9293 MUST-9) and the connection-lookup hash's (12 bytes), random by default
+        (:func:`secrets.token_bytes`).  Call it once before opening connections: the
+        keys are zero (ISN) and public (hash) after reset, and writing the hash key
+        empties the lookup table.  Needs a transport with ``write_registers``.
+        """
+        write = getattr(self.transport, "write_registers", None)
+        if write is None:
+            raise OSError(errno.EOPNOTSUPP, "this transport has no register access")
+        await _maybe_await(write(key_register_writes(
+            isn_key if isn_key is not None else secrets.token_bytes(16),
+            hash_key if hash_key is not None else secrets.token_bytes(12))))
 
     async def connect(self, addr: str | int, port: int, *,
                       local_port: int | None = None) -> Connection:

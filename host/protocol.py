@@ -86,7 +86,7 @@ __all__ = [
     "Happening", "Listening", "Unlistened", "Connecting", "Connected", "Accepted",
     "DataReceived", "EndOfStream", "Acked", "Closed", "Reset", "Refused", "TimedOut",
     "Error", "Released",
-    "EPHEMERAL_PORTS", "DEFAULT_RX_BUFFER", "format_addr", "parse_addr",
+    "EPHEMERAL_PORTS", "DEFAULT_RX_BUFFER", "format_addr", "parse_addr", "key_register_writes",
 ]
 
 #: The IANA dynamic port range (RFC 6335 s6) the driver picks local ports from.
@@ -1056,3 +1056,18 @@ def _field(bits: int, offset_width: tuple[int, int]) -> int:
 def _check_port(port: int) -> None:
     if not 1 <= port <= 0xFFFF:
         raise ValueError(f"port must be 1..65535, not {port}")
+
+
+def key_register_writes(isn_key: bytes, hash_key: bytes) -> list[tuple[int, int]]:
+    """Register writes ``(address, value)`` that load the ISN key (16 bytes) and the
+    lookup hash key (12 bytes), in the order :mod:`hdl.csr` requires (the last word of
+    each loads it)."""
+    from hdl.csr import REGISTERS
+
+    if len(isn_key) != 16 or len(hash_key) != 12:
+        raise ValueError("the ISN key has 16 bytes and the hash key 12")
+    writes = [(REGISTERS[f"isn_key{i}"][0], int.from_bytes(isn_key[4 * i : 4 * i + 4], "little"))
+              for i in range(4)]
+    writes += [(REGISTERS[f"hash_key{i}"][0],
+                int.from_bytes(hash_key[4 * i : 4 * i + 4], "little")) for i in range(3)]
+    return writes

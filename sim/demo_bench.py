@@ -135,7 +135,8 @@ async def demo(dut):
     # -- A whole connection -------------------------------------------------------------
     narrator.catch_up()
     narrator.show_states = True
-    engine = Engine(CocotbTransport(host), config)
+    engine = Engine(CocotbTransport(host, tb), config)
+    await engine.write_keys()  # random ISN and lookup-hash keys (RFC 6528, MUST-9)
     remote = ScriptedPeer(config, port=80, engine_port=50000, isn=300_000, window=8192)
     narrator.peer_state("LISTEN")
     narrator.heading("TCP open: the application calls connect(10.0.0.1, 80); ARP resolves "

@@ -23,10 +23,16 @@ __all__ = ["CocotbTransport"]
 
 
 class CocotbTransport:
-    """Moves the driver's messages through a :class:`HostPort`."""
+    """Moves the driver's messages through a :class:`HostPort`; with a testbench
+    (:class:`sim.testbench.MacTestbench`) also writes registers (the secret keys)."""
 
-    def __init__(self, port: HostPort):
+    def __init__(self, port: HostPort, bench=None):
         self.port = port
+        self.bench = bench
+
+    async def write_registers(self, writes: list[tuple[int, int]]) -> None:
+        for addr, value in writes:
+            await self.bench.csr_write(addr, value)
 
     def attach(self, sink: DriverSink) -> None:
         self.port.on_event = sink.feed_event

@@ -27,7 +27,8 @@ async def start(dut) -> tuple[MacTestbench, Engine, ReactivePeer]:
     host = HostPort(dut, tb.config)
     await tb.reset()
     assert ARP in (await tb.recv(timeout_ns=20_000)).ether
-    engine = Engine(CocotbTransport(host), tb.config)
+    engine = Engine(CocotbTransport(host, tb), tb.config)
+    await engine.write_keys()  # random secret keys, as an application starts (MUST-9)
     return tb, engine, ReactivePeer(tb, tb.config)
 
 

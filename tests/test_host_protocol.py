@@ -1597,3 +1597,22 @@ def test_api_module_does_not_import_asyncio():
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
     assert "asyncio" not in imported and "cocotb" not in imported
+
+
+def test_key_register_writes():
+    """The key writes target hdl/csr.py's key registers, little-endian words, the word
+    that loads each key last (RFC 6528 s3: the ISN key; the lookup hash key)."""
+    from hdl.csr import REGISTERS
+    from host.protocol import key_register_writes
+
+    isn_key = bytes(range(16))
+    hash_key = bytes(range(100, 112))
+    writes = key_register_writes(isn_key, hash_key)
+    addresses = [a for a, _ in writes]
+    assert addresses[3] == REGISTERS["isn_key3"][0] and addresses[-1] == REGISTERS["hash_key2"][0]
+    isn_words = dict(writes[:4])
+    assert b"".join(isn_words[REGISTERS[f"isn_key{i}"][0]].to_bytes(4, "little")
+                    for i in range(4)) == isn_key
+    assert b"".join(v.to_bytes(4, "little") for _, v in writes[4:]) == hash_key
+    with pytest.raises(ValueError):
+        key_register_writes(bytes(15), hash_key)

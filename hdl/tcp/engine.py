@@ -368,6 +368,12 @@ class TcpEngine(wiring.Component):
                 ]
 
         dlv = Signal(delivery_layout(cfg))
+        # The output routine's intermediate results (one cycle each).
+        o_avail = Signal(32)
+        o_room = Signal(32)
+        o_length = Signal(16)
+        o_fin_left = Signal()
+        o_update = Signal()
 
         def request_lookup(op, remote_ip, remote_port, local_port):
             m.d.comb += [
@@ -712,42 +718,58 @@ class TcpEngine(wiring.Component):
 
             # ---------------- Output (s3.10.2 SEND, s3.8.6 windows) ----------------
             with m.State("OUTPUT"):
-                m.next = "FINISH"
+                # Three cycles, each ending in registers, so that no path chains more
+                # than two 32-bit carry chains: (1) bytes queued and window room,
+                # (2) the segment length, (3) the segment and the new SND.NXT.
                 avail = _diff(t.snd_end, t.snd_nxt)
-                data_pending = ~avail[31] & (avail != 0)
                 room = _diff((t.snd_una + t.snd_wnd)[:32], t.snd_nxt)
-                room_ok = ~room[31] & (room != 0)
-                length = Signal(16)
-                m.d.comb += length.eq(_min(_min(Mux(data_pending, avail, 0),
-                                                Mux(room_ok, room, 0)), t.snd_mss))
+                new_edge = (t.rcv_nxt + rcv_wnd)[:32]
+                m.d.sync += [
+                    o_avail.eq(Mux(~avail[31], avail, 0)),
+                    o_fin_left.eq(~avail[31]),  # the FIN is not sent yet
+                    o_room.eq(Mux(~room[31], room, 0)),
+                    o_update.eq((_diff(new_edge, t.rcv_adv) >= min(rx_ring // 2, cfg.mss))
+                                & ~_diff(new_edge, t.rcv_adv)[31]),
+                ]
+                m.next = "OUTPUT_LENGTH"
+
+            with m.State("OUTPUT_LENGTH"):
+                m.d.sync += o_length.eq(_min(_min(o_avail, o_room), t.snd_mss))
+                m.next = "OUTPUT_SEND"
+
+            with m.State("OUTPUT_SEND"):
+                m.next = "FINISH"
+                data_pending = o_avail != 0
+                room_ok = o_room != 0
+                length = o_length
                 sending = ((t.state == TcpState.ESTABLISHED) | (t.state == TcpState.CLOSE_WAIT)
                            | closing_sends_fin)
-                after = (t.snd_nxt + length)[:32]
-                fin_now = closing_sends_fin & t.fin_queued & (after == t.snd_end)
-                new_edge = (t.rcv_nxt + rcv_wnd)[:32]
-                with m.If(sending & ((length != 0) | (fin_now & (t.snd_nxt == t.snd_end)))):
+                last = o_fin_left & (length == o_avail)  # this segment takes every byte
+                fin_now = closing_sends_fin & t.fin_queued & last
+                with m.If(sending & ((length != 0) | (fin_now & ~data_pending))):
                     m.d.sync += send(
                         tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0)
-                        | Mux((length != 0) & (after == t.snd_end), tcp.PSH, 0),
+                        | Mux((length != 0) & last, tcp.PSH, 0),
                         t.snd_nxt, pos=t.snd_nxt, length=length)
-                    next_nxt = (after + fin_now)[:32]
+                    next_nxt = (t.snd_nxt + length + fin_now)[:32]
                     m.d.sync += t.snd_nxt.eq(next_nxt)
-                    with m.If(_lt(t.snd_max, next_nxt)):
+                    # SND.NXT never passes SND.MAX except by sending new data, and then
+                    # SND.NXT == SND.MAX before (RFC 6298 / Karn: time new data only).
+                    with m.If(t.snd_nxt == t.snd_max):
                         m.d.sync += t.snd_max.eq(next_nxt)
-                        # RFC 6298 / Karn: time new data only.
-                        with m.If(~t.rtt_active & (t.snd_nxt == t.snd_max)):
+                        with m.If(~t.rtt_active):
                             m.d.sync += [t.rtt_active.eq(1), t.rtt_seq.eq(next_nxt),
                                          t.rtt_time.eq(self.now)]
+                    with m.Elif(_lt(t.snd_max, next_nxt)):
+                        m.d.sync += t.snd_max.eq(next_nxt)
                     with m.If(~t.timer_on):
                         m.d.sync += start_timer(backoff.backed_off)  # RFC 6298 (5.1)
-                    with m.If((length != 0) & (after != t.snd_end) & (room > length)):
+                    with m.If((length != 0) & ~last & (o_room > length)):
                         enqueue()
                 with m.Elif(sending & data_pending & ~room_ok & ~t.timer_on):
                     # Zero window: the timer will send a probe (MUST-36).
                     m.d.sync += start_timer(backoff.backed_off)
-                with m.Elif(synchronized & (t.state != TcpState.TIME_WAIT)
-                            & (_diff(new_edge, t.rcv_adv) >= min(rx_ring // 2, cfg.mss))
-                            & ~_diff(new_edge, t.rcv_adv)[31]):
+                with m.Elif(synchronized & (t.state != TcpState.TIME_WAIT) & o_update):
                     m.d.sync += send_ack()  # window update
 
             # ---------------- Timers (s3.10.8) ----------------
@@ -778,7 +800,15 @@ class TcpEngine(wiring.Component):
                             m.d.comb += strobe["tcp_retransmits"].eq(1)
                             with m.If(t.backoff + 1 == cfg.r1_retries):
                                 m.d.comb += strobe["tcp_r1"].eq(1)
-                            m.next = "RETRANSMIT"
+                            m.d.sync += [
+                                o_avail.eq(_diff(t.snd_end, t.snd_una)),  # outstanding
+                                o_room.eq(Mux(t.snd_wnd == 0, 1, t.snd_wnd)),  # or a probe
+                            ]
+                            m.next = "RETRANSMIT_LENGTH"
+
+            with m.State("RETRANSMIT_LENGTH"):
+                m.d.sync += o_length.eq(_min(_min(o_avail, o_room), t.snd_mss))
+                m.next = "RETRANSMIT"
 
             with m.State("RETRANSMIT"):
                 m.next = "FINISH"
@@ -796,21 +826,20 @@ class TcpEngine(wiring.Component):
                             # Our SYN is still unacknowledged (CLOSE in SYN-RECEIVED).
                             m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
                         with m.Else():
-                            outstanding = _diff(t.snd_end, t.snd_una)
-                            fin_only = t.fin_queued & (outstanding == 0)
-                            room = Mux(t.snd_wnd == 0, 1, t.snd_wnd)  # zero-window probe
-                            length = _min(_min(outstanding, room), t.snd_mss)[:16]
-                            after = (t.snd_una + length)[:32]
-                            fin_now = closing_sends_fin & t.fin_queued & (after == t.snd_end)
+                            length = o_length
+                            fin_only = t.fin_queued & (o_avail == 0)
+                            last = length == o_avail  # up to the end of the queued data
+                            fin_now = closing_sends_fin & t.fin_queued & last
+                            next_nxt = (t.snd_una + length + fin_now)[:32]
                             with m.If((length != 0) | fin_only):
                                 m.d.sync += send(
                                     tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0),
                                     t.snd_una, pos=t.snd_una, length=length)
-                                m.d.sync += t.snd_nxt.eq((after + fin_now)[:32])
-                                with m.If(_lt(t.snd_max, (after + fin_now)[:32])):
+                                m.d.sync += t.snd_nxt.eq(next_nxt)
+                                with m.If(_lt(t.snd_max, next_nxt)):
                                     # A zero-window probe sends a byte never sent before.
-                                    m.d.sync += t.snd_max.eq((after + fin_now)[:32])
-                                with m.If(after != t.snd_end):
+                                    m.d.sync += t.snd_max.eq(next_nxt)
+                                with m.If(~last):
                                     enqueue()
                             with m.Else():
                                 m.d.sync += t.timer_on.eq(0)

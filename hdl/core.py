@@ -181,30 +181,18 @@ class ToeCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.cmd), engine.cmd)
         _queue(m, "evt_queue", engine.evt, wiring.flipped(self.evt), 16)
         wiring.connect(m, wiring.flipped(self.host_tx), writer.i)
+        tx_ring.written_by(m, writer)
         m.d.comb += [
-            tx_ring.wr_addr.eq(writer.wr_addr),
-            tx_ring.wr_data.eq(writer.wr_data),
-            tx_ring.wr_en.eq(writer.wr_en),
             writer.limit_we.eq(engine.limit_we),
             writer.limit_addr.eq(engine.limit_addr),
             writer.limit_data.eq(engine.limit_data),
         ]
         _queue(m, "written_queue", writer.written, engine.written, 4)
         _queue(m, "segment_queue", engine.segment, transmitter.segment, 4)
-        m.d.comb += [
-            tx_ring.rd_addr.eq(transmitter.rd_addr),
-            tx_ring.rd_en.eq(transmitter.rd_en),
-            transmitter.rd_data.eq(tx_ring.rd_data),
-        ]
+        tx_ring.read_by(m, transmitter)
         wiring.connect(m, engine.copy, copier.copy)
-        m.d.comb += [
-            rx_ring.wr_addr.eq(copier.wr_addr),
-            rx_ring.wr_data.eq(copier.wr_data),
-            rx_ring.wr_en.eq(copier.wr_en),
-            rx_ring.rd_addr.eq(delivery.rd_addr),
-            rx_ring.rd_en.eq(delivery.rd_en),
-            delivery.rd_data.eq(rx_ring.rd_data),
-        ]
+        rx_ring.written_by(m, copier)
+        rx_ring.read_by(m, delivery)
         # ``done`` reports queue deeper than requests, so the delivery engine never
         # waits for the TCP engine while the TCP engine waits for it.
         _queue(m, "delivery_queue", engine.delivery, delivery.request, 8)

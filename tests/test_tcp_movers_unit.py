@@ -85,10 +85,8 @@ class CopierHarness(Elaboratable):
             rd.addr.eq(dut.rd_addr[: self.ptr_bits - 1]),
             rd.en.eq(dut.rd_en),
             dut.rd_data.eq(rd.data),
-            ring.wr_addr.eq(dut.wr_addr),
-            ring.wr_data.eq(dut.wr_data),
-            ring.wr_en.eq(dut.wr_en),
         ]
+        ring.written_by(m, dut)
         return m
 
 
@@ -194,11 +192,7 @@ class DeliveryHarness(Elaboratable):
         m = Module()
         m.submodules.dut = dut = self.dut
         m.submodules.ring = ring = self.ring
-        m.d.comb += [
-            ring.rd_addr.eq(dut.rd_addr),
-            ring.rd_en.eq(dut.rd_en),
-            dut.rd_data.eq(ring.rd_data),
-        ]
+        ring.read_by(m, dut)
         return m
 
 
@@ -330,11 +324,7 @@ class WriterHarness(Elaboratable):
         m = Module()
         m.submodules.dut = dut = self.dut
         m.submodules.ring = ring = self.ring
-        m.d.comb += [
-            ring.wr_addr.eq(dut.wr_addr),
-            ring.wr_data.eq(dut.wr_data),
-            ring.wr_en.eq(dut.wr_en),
-        ]
+        ring.written_by(m, dut)
         return m
 
 

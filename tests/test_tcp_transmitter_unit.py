@@ -39,11 +39,7 @@ class RingAndTransmitter(Elaboratable):
         m = Module()
         m.submodules.ring = ring = self.ring
         m.submodules.tx = tx = self.tx
-        m.d.comb += [
-            ring.rd_addr.eq(tx.rd_addr),
-            ring.rd_en.eq(tx.rd_en),
-            tx.rd_data.eq(ring.rd_data),
-        ]
+        ring.read_by(m, tx)
         return m
 
 

@@ -54,6 +54,16 @@ class LaneRing(wiring.Component):
             "rd_data": Out(8 * data_bytes),
         })
 
+    def read_by(self, m, block) -> None:
+        """Give ``block``'s ``rd_addr``/``rd_en``/``rd_data`` this ring's read port."""
+        m.d.comb += [self.rd_addr.eq(block.rd_addr), self.rd_en.eq(block.rd_en),
+                     block.rd_data.eq(self.rd_data)]
+
+    def written_by(self, m, block) -> None:
+        """Give ``block``'s ``wr_addr``/``wr_data``/``wr_en`` this ring's write port."""
+        m.d.comb += [self.wr_addr.eq(block.wr_addr), self.wr_data.eq(block.wr_data),
+                     self.wr_en.eq(block.wr_en)]
+
     def elaborate(self, platform):
         m = Module()
         w = self._w

@@ -63,6 +63,12 @@ class ToeConfig:
         the 3 minutes of MUST-23.
     challenge_acks_per_s:
         RFC 5961 s7: the most challenge ACKs sent per second over all connections.
+    tick_bits:
+        Width of the ``tick`` input, the microseconds that elapse in a cycle.  1 (the
+        default): a strobe, one pulse per microsecond from a clock divider.  Wider: a
+        platform whose time source is coarser than the clock, or a simulation slower
+        than real time (the virtual NIC), passes several microseconds at once; every
+        timer compares deadlines with the microsecond count, so none is skipped.
     """
 
     data_bytes: int = 8
@@ -88,8 +94,11 @@ class ToeConfig:
     r2_retries: int = 8
     r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
+    tick_bits: int = 1
 
     def __post_init__(self):
+        if not 1 <= self.tick_bits <= 16:
+            raise ValueError(f"tick_bits must be 1..16, not {self.tick_bits}")
         if not 1 <= self.data_bytes <= 64:
             raise ValueError(f"data_bytes must be 1..64, not {self.data_bytes}")
         if not 68 <= self.mtu <= 9000:

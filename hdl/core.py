@@ -67,7 +67,8 @@ class ToeCore(wiring.Component):
     mac_tx : Out(stream)
         Frames to the MAC (no FCS, not padded).
     tick : In
-        Time-base strobe: one pulse per microsecond.
+        Time base: the microseconds elapsed this cycle (a strobe, one pulse per
+        microsecond, unless ``config.tick_bits`` is wider).
     csr_addr, csr_wdata, csr_we : In; csr_rdata : Out
         Register bus (see :mod:`hdl.csr`).
     arp_lookup : In(stream), arp_result : Out(stream)
@@ -83,7 +84,7 @@ class ToeCore(wiring.Component):
         super().__init__({
             "mac_rx": In(beat_signature(config.data_bytes)),
             "mac_tx": Out(beat_signature(config.data_bytes)),
-            "tick": In(1),
+            "tick": In(config.tick_bits),
             "csr_addr": In(10),
             "csr_wdata": In(32),
             "csr_we": In(1),

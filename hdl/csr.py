@@ -68,7 +68,7 @@ class RegisterFile(wiring.Component):
     events : In
         One bit per entry of :data:`COUNTERS`: count it this cycle.
     tick : In
-        Time-base strobe (one per microsecond).
+        Microseconds elapsed this cycle (``config.tick_bits`` wide; a strobe when 1).
     mac_addr, ip_addr, netmask, gateway, now : Out
     announce : Out
         Strobe: send an ARP announcement (at reset, when ``ip_addr`` or the MAC is
@@ -83,7 +83,7 @@ class RegisterFile(wiring.Component):
             "we": In(1),
             "rdata": Out(32),
             "events": In(len(COUNTERS)),
-            "tick": In(1),
+            "tick": In(config.tick_bits),
             "mac_addr": Out(48, init=config.mac_addr),
             "ip_addr": Out(32, init=config.ip_addr),
             "netmask": Out(32, init=config.netmask),
@@ -102,8 +102,7 @@ class RegisterFile(wiring.Component):
 
         # The key strobes follow the key word by a cycle: the key is complete then.
         m.d.sync += [self.isn_key_we.eq(0), self.hash_key_we.eq(0)]
-        with m.If(self.tick):
-            m.d.sync += self.now.eq(self.now + 1)
+        m.d.sync += self.now.eq(self.now + self.tick)
 
         # Events are registered first: the counters' adders stay off the handshake paths
         # that raise them (a count shows one cycle later).

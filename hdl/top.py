@@ -40,7 +40,7 @@ class ToeTop(wiring.Component):
             "rx_axis_tvalid": In(1), "rx_axis_tready": Out(1),
             "tx_axis_tdata": Out(8 * w), "tx_axis_tkeep": Out(w), "tx_axis_tlast": Out(1),
             "tx_axis_tvalid": Out(1), "tx_axis_tready": In(1),
-            "tick": In(1),
+            "tick": In(config.tick_bits),
             "csr_addr": In(10), "csr_rdata": Out(32), "csr_wdata": In(32), "csr_we": In(1),
             "arp_req_valid": In(1), "arp_req_ready": Out(1), "arp_req_ip": In(32),
             "arp_resp_valid": Out(1), "arp_resp_ready": In(1), "arp_resp_ok": Out(1),

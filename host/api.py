@@ -193,8 +193,11 @@ class Engine:
         self.write_high_water = write_high_water
         self.write_low_water = (write_high_water // 4 if write_low_water is None
                                 else write_low_water)
+        #: Whole writes ``(conn, bytes)`` instead of beats, when the transport can.
+        self._send_writes = getattr(transport, "send_tx_writes", None)
         self._async_io = (inspect.iscoroutinefunction(transport.send_commands)
-                          or inspect.iscoroutinefunction(transport.send_tx_beats))
+                          or inspect.iscoroutinefunction(transport.send_tx_beats)
+                          or inspect.iscoroutinefunction(self._send_writes))
         self._changed = transport.make_event()  # anything happened: waiters re-check
         self._flush_done = transport.make_event()
         self._flushing = False
@@ -217,6 +220,20 @@ class Engine:
         """A beat of the engine's RX stream (``data_layout`` bits)."""
         self.protocol.rx_beat_received(bits)
         self._process()
+
+    def feed_rx_data(self, conn: int, data: bytes, last: bool) -> None:
+        """A run of RX beats of connection ``conn``, unpacked (``last``: it ends one)."""
+        self.protocol.rx_data_received(conn, data, last)
+        self._process()
+
+    def _tx_output(self) -> tuple[Any, bool]:
+        """The TX data to hand over: whole writes when the transport takes them
+        (``send_tx_writes``), else beats.  Returns (what to send, anything)."""
+        if self._send_writes is not None:
+            writes = self.protocol.tx_writes_to_send()
+            return (self._send_writes(writes) if writes else None), bool(writes)
+        beats = self.protocol.tx_beats_to_send()
+        return (self.transport.send_tx_beats(beats) if beats else None), bool(beats)
 
     async def run(self) -> None:
         """Hand data and commands to the transport as soon as they exist (forever).
@@ -360,9 +377,8 @@ class Engine:
         self._flushing = True
         try:
             while True:
-                beats = self.protocol.tx_beats_to_send()
-                if beats:
-                    self._keep(self.transport.send_tx_beats(beats))
+                sent, beats = self._tx_output()
+                self._keep(sent)
                 commands = self.protocol.commands_to_send()
                 if commands:
                     self._keep(self.transport.send_commands(commands))
@@ -391,9 +407,8 @@ class Engine:
             while True:
                 while self._deferred:
                     await self._deferred.pop(0)
-                beats = self.protocol.tx_beats_to_send()
-                if beats:
-                    await _maybe_await(self.transport.send_tx_beats(beats))
+                sent, beats = self._tx_output()
+                await _maybe_await(sent)
                 commands = self.protocol.commands_to_send()
                 if commands:
                     await _maybe_await(self.transport.send_commands(commands))

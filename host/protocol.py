@@ -503,17 +503,28 @@ class EngineProtocol:
         return out
 
     def tx_beats_to_send(self, max_bytes: int | None = None) -> list[int]:
-        """Packed TX beats (``data_layout``) of the buffered data that fits the credit.
-
-        Each connection's bytes form writes of at most one MSS (the last beat of each
-        has ``last`` set).  At
-        most ``max_bytes`` bytes in total (None: no limit).  A connection whose
-        ``shutdown()`` or ``close()`` waited for its buffer to empty gets the
-        end-of-stream marker (an empty beat with ``last``, counting as no byte) after
-        its last data beat; with ``close()`` the ``CLOSE`` (``value`` 1) is queued at
-        the same time (see the ordering contract).
-        """
+        """Packed TX beats of :meth:`tx_writes_to_send` (see there)."""
         beats: list[int] = []
+        for conn, chunk in self.tx_writes_to_send(max_bytes):
+            if chunk:
+                beats.extend(self._pack_write(conn, chunk))
+            else:
+                beats.append(conn << self._f_conn[0] | 1 << self._f_last[0])
+        return beats
+
+    def tx_writes_to_send(self, max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+        """The buffered data that fits the credit, as writes ``(conn, bytes)``.
+
+        Each connection's bytes form writes of at most one MSS (on the TX stream a
+        write is a run of beats, the last with ``last`` set).  At most ``max_bytes``
+        bytes in total (None: no limit).  A connection whose ``shutdown()`` or
+        ``close()`` waited for its buffer to empty gets the end-of-stream marker (an
+        empty write: one empty beat with ``last``, counting as no byte) after its last
+        data; with ``close()`` the ``CLOSE`` (``value`` 1) is queued at the same time
+        (see the ordering contract).  A transport that moves whole writes (the virtual
+        NIC's socket) uses this; :meth:`tx_beats_to_send` packs the same as beats.
+        """
+        writes: list[tuple[int, bytes]] = []
         budget = max_bytes
         for rec in list(self._conns.values()):
             if self._tx_ready(rec) and (budget is None or budget > 0):
@@ -528,14 +539,15 @@ class EngineProtocol:
                 # a large buffer is still crossing the TX stream.
                 step = self._write_bytes
                 for at in range(0, n, step):
-                    beats.extend(self._pack_write(rec.conn, chunk[at : at + step]))
+                    writes.append((rec.conn, chunk[at : at + step]))
                     rec.stats.tx_writes += 1
                 rec.stats.bytes_sent += n
                 rec.stats.tx_beats += sum(-(-len(chunk[at : at + step]) // self._w)
                                           for at in range(0, n, step))
             if self._eos_ready(rec):
-                beats.append(self._end_of_stream(rec))
-        return beats
+                self._end_of_stream(rec)
+                writes.append((rec.conn, b""))
+        return writes
 
     def next_event(self) -> Happening | None:
         """The next happening, or None."""
@@ -722,13 +734,27 @@ class EngineProtocol:
             self.dropped_rx_beats += 1
             return
         data = _field(bits, self._f_data).to_bytes(self._w, "little")[:count]
+        self._rx_bytes(rec, data, last, 1)
+
+    def rx_data_received(self, conn: int, data: bytes, last: bool) -> None:
+        """A run of RX beats of one connection, already unpacked: their bytes, and
+        whether the run ends with ``last`` (the virtual NIC's socket moves RX data so)."""
+        rec = self._conns.get(conn)
+        if rec is None or rec.close_requested or not data:
+            self.dropped_rx_beats += -(-len(data) // self._w)
+            return
+        self._rx_bytes(rec, data, last, -(-len(data) // self._w))
+
+    def _rx_bytes(self, rec: ConnectionRecord, data: bytes, last: bool, beats: int) -> None:
         stats = rec.stats
-        stats.rx_beats += 1
+        count = len(data)
+        stats.rx_beats += beats
         stats.bytes_received += count
         over = stats.bytes_received - stats.credit_granted
         if over > 0:
             stats.rx_overrun += min(over, count)
         rec.rx_pending += data
+        conn = rec.conn
         if last:
             stats.rx_deliveries += 1
             self._events.append(DataReceived(conn, bytes(rec.rx_pending)))

@@ -1616,3 +1616,44 @@ def test_key_register_writes():
     assert b"".join(v.to_bytes(4, "little") for _, v in writes[4:]) == hash_key
     with pytest.raises(ValueError):
         key_register_writes(bytes(15), hash_key)
+
+
+def test_tx_writes_are_the_beats_unpacked():
+    """``tx_writes_to_send`` (whole writes, for transports that pack beats themselves)
+    hands over exactly what ``tx_beats_to_send`` would: the same bytes within the same
+    credit, MSS-sized writes, and the end-of-stream marker as an empty write."""
+    config = ToeConfig(mtu=100, tx_ring_bytes=256)  # MSS 60
+    data = bytes(random.Random(4).randrange(256) for _ in range(300))
+    beat_proto, beat_wire = make_proto(config)
+    write_proto, _ = make_proto(config)
+    for proto in (beat_proto, write_proto):
+        open_active(proto, beat_wire, conn=1)
+        proto.send(1, data)
+        proto.shutdown(1)
+    by_beats = beat_wire.writes(beat_proto.tx_beats_to_send())
+    by_writes = write_proto.tx_writes_to_send()
+    assert [len(d) for _, d in by_writes] == [60, 60, 60, 60, 16]  # 256 bytes of credit
+    assert by_beats == [(c, d) for c, d in by_writes]
+    beat_proto.event_received(beat_wire.event(EventKind.ACKED, conn=1, value=256))
+    write_proto.event_received(beat_wire.event(EventKind.ACKED, conn=1, value=256))
+    assert beat_wire.writes(beat_proto.tx_beats_to_send()) == [(1, data[256:]), (1, None)]
+    assert write_proto.tx_writes_to_send() == [(1, data[256:]), (1, b"")]
+    for proto in (beat_proto, write_proto):
+        stats = proto.connection(1).stats
+        assert (stats.bytes_sent, stats.tx_writes) == (300, 6)
+        assert proto.connection(1).shutdown_sent and not proto.has_output()
+
+
+def test_rx_data_runs_equal_beats():
+    """``rx_data_received`` (runs of beats already unpacked) delivers and counts as
+    the beats do: one delivery per run ending with ``last``, overrun beyond credit."""
+    proto, wire = make_proto(rx_buffer=16)
+    open_active(proto, wire, conn=2)
+    proto.rx_data_received(2, b"abcdefghij", False)
+    assert events(proto) == []
+    proto.rx_data_received(2, b"klmnopqrst", True)
+    assert events(proto) == [DataReceived(2, b"abcdefghijklmnopqrst")]
+    stats = proto.connection(2).stats
+    assert (stats.rx_deliveries, stats.rx_overrun, stats.bytes_received) == (1, 4, 20)
+    proto.rx_data_received(9, b"nobody", True)  # no such connection: dropped, counted
+    assert proto.dropped_rx_beats == 1

@@ -654,9 +654,11 @@ class TcpEngine(wiring.Component):
                                         l_pending[t.listener] - 1)
                         with m.Case(CommandOp.CREDIT):
                             with m.If(~t.host_closed):
+                                # The credit is kept whether or not a delivery can start
+                                # now (none may while 15 are outstanding); a delivery
+                                # takes its length off (the later assignment wins).
+                                m.d.sync += t.rcv_credit.eq(t.rcv_credit + c.value)
                                 deliver_more(t.rcv_credit + c.value)
-                                with m.If(_diff(rcv_data_end, t.rcv_dlv) == 0):
-                                    m.d.sync += t.rcv_credit.eq(t.rcv_credit + c.value)
                         with m.Case(CommandOp.SHUTDOWN):
                             with m.If(t.fin_queued):
                                 m.d.sync += error(ErrorCode.BAD_STATE)

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench synth soak clean
+.PHONY: setup demo test test-fast lint bench bench-vnic sim synth soak clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/toe bench --out build/bench.json
+
+bench-vnic: $(STAMP)
+	$(VENV)/bin/toe bench-vnic --out build/bench-vnic.json
+
+sim: $(STAMP)
+	$(VENV)/bin/toe sim
 
 synth: $(STAMP)
 	$(VENV)/bin/toe synth --out build/synth.json

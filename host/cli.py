@@ -1,4 +1,4 @@
-"""The ``toe`` command: demo, benchmarks and synthesis of the engine."""
+"""The ``toe`` command: demo, virtual NIC, benchmarks and synthesis of the engine."""
 
 import argparse
 import json
@@ -9,6 +9,27 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.peer != "scapy":
+        from sim.vnic import can_run_vnic
+
+        why_not = can_run_vnic()
+        if why_not is None:
+            from sim.build import build_root
+            from sim.demo_kernel import run_kernel_demo
+
+            print("The peer is the Linux kernel, on a TAP device. Building the virtual NIC "
+                  "(cached after the first run) ...", flush=True)
+            print(run_kernel_demo(build_root() / "artifacts" / "demo-kernel"), end="")
+            return 0
+        if args.peer == "kernel":
+            print(f"toe demo: the kernel peer {why_not}", file=sys.stderr)
+            return 1
+        print(f"The Linux kernel cannot be the peer here ({why_not}): "
+              "the peer is scapy, in the cocotb testbench.", flush=True)
+    return _scapy_demo(args)
+
+
+def _scapy_demo(args: argparse.Namespace) -> int:
     from hdl.config import ToeConfig
     from hdl.top import ToeTop
     from sim.runner import run_cocotb
@@ -20,6 +41,17 @@ def _demo(args: argparse.Namespace) -> int:
     result = run_cocotb(ToeTop, config, "toe_core", "sim.demo_bench", "demo",
                         artifacts="demo", extra_env={"TOE_DEMO_STRICT": "1"})
     print((result.artifacts / "demo.txt").read_text(), end="")
+    from sim.ladder import list_connections, render_ladder
+
+    pcap = result.artifacts / "demo.pcapng"
+    for number, info in enumerate(list_connections(pcap)):
+        svg = result.artifacts / f"demo-{number + 1}.svg"
+        c = info.connection
+        engine_first = c.ip_a == "10.0.0.2"
+        render_ladder(pcap, svg, names=("engine", "peer"),
+                      connection=((c.ip_a, c.port_a, c.ip_b, c.port_b) if engine_first
+                                  else (c.ip_b, c.port_b, c.ip_a, c.port_a)))
+        print(f"ladder: {svg}")
     print(f"simulator log: {result.log}")
     return 0
 
@@ -28,6 +60,23 @@ def _bench(args: argparse.Namespace) -> int:
     from sim.bench import run_benchmarks
 
     results = run_benchmarks(widths=args.widths, synth=not args.no_synth)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
+def _bench_vnic(args: argparse.Namespace) -> int:
+    from sim.bench_vnic import run_vnic_benchmarks
+    from sim.vnic import can_run_vnic
+
+    why_not = can_run_vnic()
+    if why_not:
+        print(f"toe bench-vnic: {why_not}", file=sys.stderr)
+        return 1
+    results = run_vnic_benchmarks(size_mib=args.mib, connections=args.connections)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -50,12 +99,64 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from sim.vnic import Impairment, VirtualNic, can_run_vnic
+
+    why_not = can_run_vnic() if args.netns else None
+    if why_not:
+        print(f"toe sim: {why_not}", file=sys.stderr)
+        return 1
+    socket_path = Path(args.socket).resolve()
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    nic = VirtualNic(netns=args.netns or None, tap=args.tap, engine_ip=args.ip,
+                     peer_ip=args.peer_ip, socket=socket_path,
+                     pcap=Path(args.pcap).resolve() if args.pcap else None,
+                     busy_poll=args.busy_poll,
+                     impairment=Impairment(args.loss, args.duplicate, args.reorder, args.seed))
+    print("Building the virtual NIC (cached after the first run) ...", flush=True)
+    nic.start()
+    inside = f"ip netns exec {args.netns} " if args.netns else ""
+    print(f"engine {args.ip} on TAP {args.tap}"
+          + (f" in namespace {args.netns}" if args.netns else "")
+          + f"; Linux's end of the wire: {args.peer_ip}\n"
+          f"host driver socket: {socket_path}\n"
+          f"  python -m host.examples.echo_server --socket {socket_path} --port 7\n"
+          f"  {inside}curl http://{nic.engine_address}/   (with the HTTP example running)\n"
+          "Ctrl-C stops it and removes what it created.", flush=True)
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    started = time.monotonic()
+    try:
+        while not stop and nic.process.poll() is None:
+            if args.seconds and time.monotonic() - started > args.seconds:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    stats = nic.stop()
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="toe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the engine in simulation against a scapy peer")
-    demo.add_argument("--width", type=int, default=8, help="bytes per beat (default 8)")
+    demo = sub.add_parser("demo", help="whole TCP connections against Linux (or scapy), "
+                                       "with ladder diagrams")
+    demo.add_argument("--width", type=int, default=8,
+                      help="bytes per beat of the scapy demo (default 8)")
+    demo.add_argument("--peer", choices=("auto", "kernel", "scapy"), default="auto",
+                      help="the Linux kernel on a TAP device (needs root), or scapy "
+                           "(auto: the kernel when possible)")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="datapath throughput, latency, simulation speed")
@@ -64,11 +165,35 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--no-synth", action="store_true", help="skip the ECP5 synthesis")
     bench.set_defaults(func=_bench)
 
+    bench_vnic = sub.add_parser("bench-vnic", help="virtual NIC against Linux: simulation "
+                                "speed, goodput, connection setup rate (needs root)")
+    bench_vnic.add_argument("--out", default="build/bench-vnic.json")
+    bench_vnic.add_argument("--mib", type=int, default=64, help="bulk size each way (MiB)")
+    bench_vnic.add_argument("--connections", type=int, default=200,
+                            help="connections of the setup-rate run")
+    bench_vnic.set_defaults(func=_bench_vnic)
+
     synth = sub.add_parser("synth", help="synthesize the engine for an ECP5 LFE5U-85F-8")
     synth.add_argument("--width", type=int, default=8)
     synth.add_argument("--connections", type=int, default=64)
     synth.add_argument("--out", default="build/synth.json")
     synth.set_defaults(func=_synth)
+
+    vnic = sub.add_parser("sim", help="run the engine as a virtual NIC on a Linux TAP device")
+    vnic.add_argument("--tap", default="toe0", help="TAP device (created, removed at exit)")
+    vnic.add_argument("--ip", default="10.0.0.2/24", help="the engine's address/prefix")
+    vnic.add_argument("--peer-ip", default="10.0.0.1", help="Linux's address on the TAP")
+    vnic.add_argument("--netns", default="toe",
+                      help="network namespace (created if missing; '' for this one)")
+    vnic.add_argument("--socket", default="build/vnic/toe.sock", help="host driver socket")
+    vnic.add_argument("--pcap", help="write every frame in and out of the engine")
+    vnic.add_argument("--busy-poll", action="store_true", help="never sleep when idle")
+    vnic.add_argument("--loss", type=float, default=0.0, help="frame loss probability")
+    vnic.add_argument("--duplicate", type=float, default=0.0, help="duplication probability")
+    vnic.add_argument("--reorder", type=float, default=0.0, help="reordering probability")
+    vnic.add_argument("--seed", type=int, default=1)
+    vnic.add_argument("--seconds", type=float, default=0.0, help="stop after (0: never)")
+    vnic.set_defaults(func=_sim)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -26,6 +26,7 @@ from scapy.utils import rdpcap
 
 from hdl.tcp.engine import TRACE_SOURCES, trace_layout
 from host.socket_transport import open_engine
+from sim.bench_vnic import bulk_data, engine_to_kernel, kernel_to_engine
 from sim.netns import kernel_sockets, socket_in_netns
 from sim.state_coverage import event_name
 from sim.vnic import Impairment, VirtualNic, can_run_vnic, netem_available
@@ -371,70 +372,25 @@ def test_client_example_to_kernel_server(make_nic, tmp_path):
 
 
 def _bulk(nic: VirtualNic, size: int, port: int) -> dict:
-    """``size`` bytes Linux -> engine on one connection, then ``size`` bytes engine ->
-    Linux on another, SHA-256 checked; returns the kernel's ``ss -ti`` of each."""
-    block = random.randbytes(1 << 20)
-    chunks = [block[4099 * i:] + block[: 4099 * i] for i in range(size >> 20)]
-    expected = hashlib.sha256(b"".join(chunks)).hexdigest()
-    seen: dict = {}
-
-    def kernel_sender() -> None:
-        with kernel_socket(nic) as sock:
-            sock.connect((ENGINE, port))
-            for chunk in chunks:
-                sock.sendall(chunk)
-            seen["up"] = [s for s in kernel_sockets(nic.netns) if s.peer[1] == port]
-            sock.shutdown(socket.SHUT_WR)
-            assert sock.recv(1) == b""
-
-    def kernel_receiver(server: socket.socket) -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.settimeout(60)
-            digest = hashlib.sha256()
-            n = 0
-            while data := conn.recv(1 << 20):
-                digest.update(data)
-                n += len(data)
-                if "down" not in seen and n > size // 2:
-                    seen["down"] = [s for s in kernel_sockets(nic.netns)
-                                    if s.local[1] == port + 1 and s.state != "LISTEN"]
-            seen["down_sha256"] = digest.hexdigest()
-            seen["down_bytes"] = n
+    """``size`` bytes Linux -> engine on one connection (port ``port``), then ``size``
+    bytes engine -> Linux on another (``port + 1``), with :mod:`sim.bench_vnic`'s
+    transfers; returns each direction's SHA-256 and ``ss -ti``, the engine's counters
+    and the NIC's statistics."""
+    chunks = bulk_data(size, seed=port)
+    seen: dict = {"expected_sha256": hashlib.sha256(b"".join(chunks)).hexdigest()}
 
     async def scenario():
         engine = await open_engine(str(nic.socket))
-        listener = await engine.listen(port)
-        sender = asyncio.create_task(asyncio.to_thread(kernel_sender))
-        conn = await listener.accept()
-        digest, n = hashlib.sha256(), 0
-        started = time.monotonic()
-        while data := await conn.read(1 << 20):
-            digest.update(data)
-            n += len(data)
-        seen["up_seconds"] = time.monotonic() - started
-        seen["up_sha256"], seen["up_bytes"] = digest.hexdigest(), n
-        await conn.close()
-        await sender
-        server = kernel_socket(nic)
-        server.bind((KERNEL, port + 1))
-        server.listen()
-        receiver = asyncio.create_task(asyncio.to_thread(kernel_receiver, server))
-        conn = await engine.connect(KERNEL, port + 1)
-        started = time.monotonic()
-        for chunk in chunks:
-            conn.write(chunk)
-            await conn.drain()
-        await conn.close()
-        await receiver
-        seen["down_seconds"] = time.monotonic() - started
-        server.close()
+        for way, transfer, at in (("up", kernel_to_engine, port),
+                                  ("down", engine_to_kernel, port + 1)):
+            result = await transfer(engine, nic, chunks, at)
+            seen[way], seen[f"{way}_sha256"] = result["kernel"], result["sha256"]
+            seen[f"{way}_bytes"] = result["bytes"]
         seen["counters"] = await engine.transport.read_counters()
         seen["stats"] = await engine.transport.stats()
         await engine.transport.close()
 
     run(scenario())
-    seen["expected_sha256"] = expected
     return seen
 
 

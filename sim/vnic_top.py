@@ -14,8 +14,8 @@ first, so no logic depends on an input combinationally:
   address); the ARP lookup port is unused;
 - the reset, too: Amaranth folds a synchronous reset into every register's next-state
   logic, so a reset *input* makes all of it input-dependent.  The clock domain has no
-  reset port (``clk`` is a port of its own); ``soft_rst`` is registered and resets everything through a
-  :class:`~amaranth.hdl.ResetInserter`.
+  reset port (``clk`` is a port of its own); ``soft_rst`` is registered and resets
+  everything through a :class:`~amaranth.hdl.ResetInserter`.
 
 The other ports and their names are those of :class:`~hdl.top.ToeTop`.
 """

@@ -98,7 +98,7 @@ class Message:
 STATS_FIELDS = (
     "cycles", "ns", "ticks", "frames_in", "frames_out", "bytes_in", "bytes_out",
     "impaired_dropped", "impaired_duplicated", "impaired_reordered", "tap_write_errors",
-    "sleeps", "resets",
+    "sleeps", "resets", "host_rx_bytes", "host_out_buffered",
 )
 """The virtual NIC's counters in a STATS answer, in order."""
 

@@ -300,7 +300,7 @@ class VirtualNic {
 
     uint64_t cycles_ = 0, ticks_ = 0, tick_target_ = 0, start_ns_ = 0, idle_ = 0;
     uint64_t frames_in_ = 0, frames_out_ = 0, bytes_in_ = 0, bytes_out_ = 0;
-    uint64_t tap_overflow_ = 0, sleeps_ = 0, resets_ = 0;
+    uint64_t tap_overflow_ = 0, sleeps_ = 0, resets_ = 0, host_rx_bytes_ = 0;
 };
 
 void VirtualNic::reset() {
@@ -464,6 +464,7 @@ void VirtualNic::rx_beat(const uint8_t* beat) {
     }
     for (unsigned i = 0; i < count && i < VNIC_DATA_BYTES; i++)
         rx_run_.push_back(char(get_field(beat, VNIC_BEAT_DATA_OFFSET + 8 * i, 8)));
+    host_rx_bytes_ += count;
     if (last || rx_run_.size() > 60000) flush_rx_run(last);
 }
 
@@ -484,7 +485,8 @@ void VirtualNic::send_stats() {
     for (uint64_t value : {cycles_, now_ns() - start_ns_, ticks_, frames_in_, frames_out_, bytes_in_,
                            bytes_out_, to_engine_.dropped + to_wire_.dropped,
                            to_engine_.duplicated + to_wire_.duplicated,
-                           to_engine_.reordered + to_wire_.reordered, tap_overflow_, sleeps_, resets_})
+                           to_engine_.reordered + to_wire_.reordered, tap_overflow_, sleeps_, resets_,
+                           host_rx_bytes_, uint64_t(out_.size())})
         put_le(payload, value, 8);
     send(STATS, payload);
 }

@@ -56,15 +56,20 @@ def _scapy_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from sim.bench import run_benchmarks
-
-    results = run_benchmarks(widths=args.widths, synth=not args.no_synth)
-    out = Path(args.out)
+def _write_results(results: dict, path: str) -> None:
+    """Write benchmark results as JSON to ``path`` and print them."""
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     print(f"results: {out}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from sim.bench import run_benchmarks
+
+    results = run_benchmarks(widths=args.widths, synth=not args.no_synth)
+    _write_results(results, args.out)
     return 0
 
 
@@ -77,11 +82,7 @@ def _bench_vnic(args: argparse.Namespace) -> int:
         print(f"toe bench-vnic: {why_not}", file=sys.stderr)
         return 1
     results = run_vnic_benchmarks(size_mib=args.mib, connections=args.connections)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    print(f"results: {out}")
+    _write_results(results, args.out)
     return 0
 
 

@@ -168,6 +168,9 @@ class TcpEngine(wiring.Component):
             "counters": Out(len(ENGINE_COUNTERS)),
             "trace": Out(trace_layout),
         })
+        #: The TCBs, one per connection id (a testbench may read or preload them).
+        self.tcb_memory = memory.Memory(shape=tcb_layout(config), depth=config.connections,
+                                        init=[])
 
     def elaborate(self, platform):
         m = Module()
@@ -191,7 +194,7 @@ class TcpEngine(wiring.Component):
             lookup.key.eq(self.hash_key), lookup.key_we.eq(self.hash_key_we),
         ]
 
-        m.submodules.tcbs = tcbs = memory.Memory(shape=tcb_layout(cfg), depth=n, init=[])
+        m.submodules.tcbs = tcbs = self.tcb_memory
         tcb_wr = tcbs.write_port()
         tcb_rd = tcbs.read_port(transparent_for=(tcb_wr,))
 

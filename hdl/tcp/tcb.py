@@ -6,28 +6,13 @@ with the socket pair, the ring positions and the retransmission state.  One TCB 
 connection id lives in block RAM.
 """
 
-from amaranth.lib import data, enum
+from amaranth.lib import data
 
 from ..config import ToeConfig
+from .states import TcpState  # re-exported: the states and their transitions live there
 
 __all__ = ["TcpState", "tcb_layout", "segment_layout", "copy_layout", "delivery_layout",
            "written_layout", "delivered_layout", "tx_limit_layout"]
-
-
-class TcpState(enum.Enum, shape=4):
-    """The eleven states of RFC 9293 s3.3.2 (LISTEN lives in the listener table)."""
-
-    CLOSED = 0
-    LISTEN = 1
-    SYN_SENT = 2
-    SYN_RECEIVED = 3
-    ESTABLISHED = 4
-    FIN_WAIT_1 = 5
-    FIN_WAIT_2 = 6
-    CLOSE_WAIT = 7
-    CLOSING = 8
-    LAST_ACK = 9
-    TIME_WAIT = 10
 
 
 def tcb_layout(config: ToeConfig) -> data.StructLayout:

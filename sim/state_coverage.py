@@ -3,53 +3,50 @@
 The engine reports every event it processes on its ``trace`` port
 (:data:`hdl.tcp.engine.trace_layout`): the state before and after, the source of the
 event, the segment's flags or the command.  :class:`TraceMonitor` records these from the
-simulation; :func:`report` turns records into a table, and :data:`DIAGRAM` lists the
-transitions of the RFC 9293 state diagram (s3.3.2, figure 5) that the tests must hit.
+simulation; :func:`report` turns records into a table and :func:`write_coverage` into
+JSON (read by ``python -m sim.state_diagram --coverage``).  The transitions come from the
+one table of :mod:`hdl.tcp.states`: :data:`DIAGRAM` is its RFC 9293 figure 5 part,
+:data:`REQUIRED` the part the tests must hit (:func:`missing`), and a state change the
+table does not list is reported (:func:`undeclared`).
 """
 
-from collections import Counter
+import json
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import cocotb
 from cocotb.triggers import RisingEdge, ValueChange
 
 from hdl.host_if import CommandOp
 from hdl.tcp.engine import TRACE_SOURCES, trace_layout
-from hdl.tcp.tcb import TcpState
+from hdl.tcp.states import TRANSITIONS, TcpState, allowed, find
 
-__all__ = ["TraceMonitor", "Transition", "DIAGRAM", "event_name", "report", "missing"]
+__all__ = ["TraceMonitor", "Transition", "TABLE", "DIAGRAM", "REQUIRED", "HITS", "COUNTS",
+           "event_name", "report", "missing", "missing_from", "undeclared", "coverage_data",
+           "write_coverage"]
 
 
 @dataclass(frozen=True)
 class Transition:
+    """One traced event: state names (:class:`TcpState` names) and the event name."""
+
     before: str
     event: str
     after: str
 
 
+#: Every transition of :data:`hdl.tcp.states.TRANSITIONS`, by state names.
+TABLE = [Transition(*t.names) for t in TRANSITIONS]
 #: RFC 9293 figure 5, by (from, event, to); events as :func:`event_name` names them.
 #: "LISTEN --SEND--> SYN-SENT" is not offered (a listener never sends).
-DIAGRAM = [
-    Transition("CLOSED", "LISTEN", "LISTEN"),
-    Transition("LISTEN", "UNLISTEN", "CLOSED"),
-    Transition("CLOSED", "CONNECT", "SYN_SENT"),
-    Transition("LISTEN", "SYN", "SYN_RECEIVED"),
-    Transition("SYN_SENT", "SYN", "SYN_RECEIVED"),
-    Transition("SYN_SENT", "SYN-ACK", "ESTABLISHED"),
-    Transition("SYN_SENT", "CLOSE", "CLOSED"),
-    Transition("SYN_RECEIVED", "ACK", "ESTABLISHED"),
-    Transition("SYN_RECEIVED", "CLOSE", "FIN_WAIT_1"),
-    Transition("SYN_RECEIVED", "RST", "CLOSED"),  # back to LISTEN: the listener stays
-    Transition("ESTABLISHED", "CLOSE", "FIN_WAIT_1"),
-    Transition("ESTABLISHED", "FIN", "CLOSE_WAIT"),
-    Transition("FIN_WAIT_1", "ACK", "FIN_WAIT_2"),
-    Transition("FIN_WAIT_1", "FIN", "CLOSING"),
-    Transition("FIN_WAIT_2", "FIN", "TIME_WAIT"),
-    Transition("CLOSING", "ACK", "TIME_WAIT"),
-    Transition("TIME_WAIT", "timeout", "CLOSED"),
-    Transition("CLOSE_WAIT", "CLOSE", "LAST_ACK"),
-    Transition("LAST_ACK", "ACK", "CLOSED"),
-]
+DIAGRAM = [Transition(*t.names) for t in TRANSITIONS if t.in_figure]
+#: The transitions the tests must hit (:func:`missing`).
+REQUIRED = [Transition(*t.names) for t in TRANSITIONS if t.required]
+#: The cocotb tests in which each transition was seen, by every monitor of this process.
+HITS: dict[Transition, set[str]] = defaultdict(set)
+#: How often each transition was seen, by every monitor of this process.
+COUNTS: Counter = Counter()
 
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
@@ -75,10 +72,20 @@ def event_name(source: str, flags: int, data: bool, op: CommandOp) -> str:
 
 
 class TraceMonitor:
-    """Records the engine's trace port (``trace_data`` of the top) into ``records``."""
+    """Records the engine's trace port (``trace_data`` of the top) into ``records``, and
+    the name of the running test under each transition in :data:`HITS` (and
+    :data:`COUNTS`).  Each time a test shows a transition for the first time,
+    ``state_coverage.json`` in the artefacts directory is rewritten from these (pass
+    ``coverage_file=None`` not to), so that every cocotb module that uses a monitor
+    leaves its coverage behind."""
 
-    def __init__(self, dut, records: list[Transition]):
+    def __init__(self, dut, records: list[Transition],
+                 coverage_file: str | Path | None = "state_coverage.json"):
+        from .testbench import artifacts_path, current_test_name
+
         self.records = records
+        self.test = current_test_name()
+        self._file = None if coverage_file is None else artifacts_path() / coverage_file
         self._signal = dut.trace_data
         self._edge = RisingEdge(dut.clk)
         cocotb.start_soon(self._run())
@@ -92,32 +99,91 @@ class TraceMonitor:
                 continue
             view = trace_layout.from_bits(bits)
             source = TRACE_SOURCES[view.source]
-            self.records.append(Transition(
+            record = Transition(
                 view.before.name, event_name(source, view.flags, bool(view.data), view.op),
-                view.after.name))
+                view.after.name)
+            self.records.append(record)
+            COUNTS[record] += 1
+            if self.test not in HITS[record]:
+                HITS[record].add(self.test)
+                if self._file is not None:
+                    write_coverage(self._file, COUNTS)
 
 
 def missing(records) -> list[Transition]:
-    """The :data:`DIAGRAM` transitions not in ``records``."""
+    """The :data:`REQUIRED` transitions not in ``records``."""
     seen = set(records)
-    return [t for t in DIAGRAM if t not in seen]
+    return [t for t in REQUIRED if t not in seen]
+
+
+def undeclared(records) -> list[Transition]:
+    """The state changes in ``records`` that the table does not list (engine bugs, or a
+    table to complete), each once, in the order first seen."""
+    return [t for t in dict.fromkeys(records) if not allowed(t.before, t.event, t.after)]
+
+
+def _order(t: Transition):
+    states = [s.name for s in TcpState]
+    return (states.index(t.before), t.event, states.index(t.after))
 
 
 def report(records) -> str:
-    """A markdown report: each (state, event) pair hit with its outcomes and count, then
-    the diagram transitions, hit or not."""
+    """A markdown report: each (state, event) pair hit with its outcomes and count, the
+    table's transitions, hit or not, and the state changes the table does not list."""
     counts = Counter(records)
-    states = [s.name for s in TcpState]
     lines = ["# TCP engine state coverage", "",
              "| state | event | next state | times |", "|---|---|---|---|"]
-    for t, n in sorted(counts.items(), key=lambda kv: (states.index(kv[0].before),
-                                                       kv[0].event, kv[0].after)):
+    for t, n in sorted(counts.items(), key=lambda kv: _order(kv[0])):
         lines.append(f"| {t.before} | {t.event} | {t.after} | {n} |")
-    lines += ["", "## RFC 9293 figure 5 transitions", "",
-              "| from | event | to | hit |", "|---|---|---|---|"]
-    for t in DIAGRAM:
-        lines.append(f"| {t.before} | {t.event} | {t.after} | {'yes' if counts[t] else 'NO'} |")
+    lines += ["", "## Transitions of the state table (hdl/tcp/states.py)", "",
+              "| from | event | to | RFC 9293 figure 5 | required | hit |",
+              "|---|---|---|---|---|---|"]
+    for entry, t in zip(TRANSITIONS, TABLE, strict=True):
+        hit = "yes" if counts[t] else ("NO" if entry.required else "no")
+        lines.append(f"| {t.before} | {t.event} | {t.after} | "
+                     f"{'yes' if entry.in_figure else ''} | "
+                     f"{'yes' if entry.required else ''} | {hit} |")
+    extra = undeclared(records)
+    lines += ["", "## State changes the table does not list", ""]
+    if extra:
+        lines += ["| from | event | to | times |", "|---|---|---|---|"]
+        lines += [f"| {t.before} | {t.event} | {t.after} | {counts[t]} |" for t in extra]
+    else:
+        lines.append("None.")
     pairs = {(t.before, t.event) for t in counts}
+    hit_table = sum(1 for t in TABLE if counts[t])
     lines += ["", f"{len(pairs)} (state, event) pairs, {len(counts)} distinct transitions, "
-              f"{len(DIAGRAM) - len(missing(records))}/{len(DIAGRAM)} diagram transitions."]
+              f"{len(DIAGRAM) - len(missing_from(DIAGRAM, records))}/{len(DIAGRAM)} "
+              f"diagram transitions, {len(REQUIRED) - len(missing(records))}/"
+              f"{len(REQUIRED)} required, {hit_table}/{len(TABLE)} of the table, "
+              f"{len(extra)} not in the table."]
     return "\n".join(lines) + "\n"
+
+
+def missing_from(transitions, records) -> list[Transition]:
+    """The ``transitions`` not in ``records``."""
+    seen = set(records)
+    return [t for t in transitions if t not in seen]
+
+
+def coverage_data(records, hits: dict[Transition, set[str]] | None = None) -> dict:
+    """The coverage as JSON-ready data: every distinct traced (before, event, after) with
+    its count, the tests that showed it (from ``hits``, default :data:`HITS`), and
+    whether the table lists it (``in_table``; ``null`` for no state change).
+    ``records``: a list of records, or a :class:`~collections.Counter` of them."""
+    hits = HITS if hits is None else hits
+    counts = Counter(records)
+    rows = []
+    for t, n in sorted(counts.items(), key=lambda kv: _order(kv[0])):
+        in_table = None if t.before == t.after else find(t.before, t.event, t.after) is not None
+        rows.append({"before": t.before, "event": t.event, "after": t.after, "count": n,
+                     "tests": sorted(hits.get(t, ())), "in_table": in_table})
+    return {"format": "toe-state-coverage", "version": 1, "records": rows}
+
+
+def write_coverage(path: str | Path, records, hits=None) -> Path:
+    """Write :func:`coverage_data` to ``path`` (for ``python -m sim.state_diagram
+    --coverage path``)."""
+    path = Path(path)
+    path.write_text(json.dumps(coverage_data(records, hits), indent=1) + "\n")
+    return path

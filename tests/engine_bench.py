@@ -1,0 +1,722 @@
+"""A bench for :class:`hdl.tcp.engine.TcpEngine` alone, in the Amaranth simulator.
+
+The engine's neighbours in ``hdl/core.py`` (the RX parser and dispatcher, TcpReset, the
+transmitter, the RX copier and delivery engine, the TX writer, the ARP cache) are replaced
+by small models at the engine's ports.  Each model is a class that drives its inputs
+before a clock edge and looks at what it sampled *at* the edge (``ctx.tick().sample``), so
+a transfer is exactly what the gateware saw.  All models are stepped by one background
+testbench (one process per model costs ~40 us of Python per cycle each):
+
+- :class:`Source` for ``seg_in`` (parsed segment records), ``cmd`` and ``written``;
+- :class:`SegmentSink` decodes ``segment`` records into :class:`Seg`;
+- :class:`CopySink` takes ``copy`` requests after ``copy_latency`` cycles;
+- :class:`DeliveryModel` takes ``delivery`` requests (at most ``depth`` held, like the
+  core's queue) and answers each on ``delivered`` with ``end = pos + length``, in order,
+  a few cycles later; ``hold`` stops the answers;
+- :class:`ArpModel` answers ``arp_lookup`` on ``arp_result`` (``ok`` and a MAC);
+- :class:`Monitors`: ``evt`` (:class:`Ev`), ``reset_meta`` (segments for TcpReset),
+  ``trace`` (:class:`Tr`), ``counters`` and the TX writer's ``limit_*`` view, from which
+  :meth:`EngineBench.write` computes ``written`` messages the way TxWriter does.
+
+Time: ``now`` (microseconds) stands still unless a test moves it (:meth:`advance`) or sets
+``us_per_cycle``, so timers expire exactly when a test says.  Fixtures
+(:func:`established`, :func:`fin_wait_1`, ...) put one connection into a state through the
+real ports, like smoltcp's ``socket_established()``; :meth:`EngineBench.poke` then
+overrides TCB fields in ``engine.tcb_memory`` while the engine's FSM is between events.
+"""
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from amaranth.sim import Simulator
+
+from hdl.config import ToeConfig, ip, mac
+from hdl.host_if import CommandOp, EventKind, command_layout
+from hdl.proto import tcp
+from hdl.rx.meta import Verdict, rx_meta_layout
+from hdl.tcp.engine import ENGINE_COUNTERS, TRACE_SOURCES, TcpEngine
+from hdl.tcp.tcb import TcpState, delivered_layout, tcb_layout, written_layout
+
+__all__ = ["BENCH_CONFIG", "EngineBench", "Peer", "Conn", "Seg", "Ev", "Tr", "run",
+           "flag_names", "established", "syn_sent", "syn_received", "fin_wait_1",
+           "fin_wait_2", "close_wait", "closing", "last_ack", "time_wait", "MOD"]
+
+MOD = 2**32
+PTR_BITS = 10  # frame buffer word pointers of the records (no frame buffer here)
+PAYLOAD_AT = 14 + 20 + 20  # frame offset of the payload with IHL 5, data offset 5
+PEER_IP = ip("10.0.0.1")
+PEER_MAC = mac("02:00:00:00:00:01")
+#: Small and fast: 8 TCBs (the least the lookup allows), 256-byte rings, MSS 536; timers
+#: in microseconds of a clock that only moves when the test moves it.
+BENCH_CONFIG = ToeConfig(
+    data_bytes=8, connections=8, listeners=2, tx_ring_bytes=256, rx_ring_bytes=256,
+    mtu=576, rx_buffer_bytes=2048, msl_us=1000, rto_initial_us=1000, rto_min_us=1000,
+    rto_max_us=8000, r1_retries=2, r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5)
+
+_FLAG_NAMES = [(tcp.FIN, "F"), (tcp.SYN, "S"), (tcp.RST, "R"), (tcp.PSH, "P"),
+               (tcp.ACK_FLAG, "A"), (tcp.URG, "U"), (tcp.ECE, "E"), (tcp.CWR, "C")]
+
+
+def flag_names(value: int) -> str:
+    """TCP flag bits as letters in the order FSRPAUEC (``"SA"``, ``"FA"``, ``"R"``)."""
+    return "".join(name for bit, name in _FLAG_NAMES if value & bit)
+
+
+def flag_bits(names: str) -> int:
+    table = {name: bit for bit, name in _FLAG_NAMES}
+    return sum(table[n] for n in names)
+
+
+@dataclass(frozen=True)
+class Seg:
+    """A ``segment`` record: what the transmitter would send."""
+
+    conn: int
+    flags: str
+    seq: int
+    ack: int
+    window: int
+    len: int
+    pos: int  # TX ring position (sequence number) of the payload
+    mss: bool  # MSS option
+    sport: int
+    dport: int
+    now: int  # the time base when it left
+
+
+@dataclass(frozen=True)
+class Ev:
+    kind: EventKind
+    code: object
+    conn: int
+    tag: int
+    port: int
+    remote_port: int
+    addr: int
+    value: int
+
+
+@dataclass(frozen=True)
+class Tr:
+    """One ``trace`` entry: an event the engine processed."""
+
+    source: str
+    before: TcpState
+    after: TcpState
+    flags: str
+    data: bool
+    op: CommandOp
+
+
+@dataclass
+class Peer:
+    """The remote end: ``snd_nxt`` is its next sequence number (the engine's RCV.NXT when
+    in step), ``rcv_nxt`` the next byte it expects from the engine (our SND.NXT)."""
+
+    port: int = 40000
+    engine_port: int = 80
+    isn: int = 1000
+    ip: int = PEER_IP
+    mac: int = PEER_MAC
+    window: int = 65535
+    mss: int | None = 1460
+    snd_nxt: int = field(init=False)
+    rcv_nxt: int = 0
+
+    def __post_init__(self):
+        self.snd_nxt = self.isn
+
+    def take(self, seg: Seg) -> None:
+        """Note a segment from the engine: ``rcv_nxt`` moves past it if in order."""
+        length = seg.len + ("S" in seg.flags) + ("F" in seg.flags)
+        if "S" in seg.flags:
+            self.rcv_nxt = (seg.seq + length) % MOD
+        elif length and seg.seq == self.rcv_nxt:
+            self.rcv_nxt = (self.rcv_nxt + length) % MOD
+
+
+@dataclass
+class Conn:
+    """A connection a fixture opened: its id, the peer, ISS and IRS."""
+
+    bench: "EngineBench"
+    id: int
+    peer: Peer
+    iss: int
+    irs: int | None
+
+    @property
+    def snd_nxt(self) -> int:
+        return self.peer.rcv_nxt
+
+    @property
+    def rcv_nxt(self) -> int:
+        return self.peer.snd_nxt
+
+
+class Source:
+    """A stream into the engine: queued payloads, one at a time, ``valid`` held until
+    ``ready`` is sampled at an edge.  An entry may be a function that makes the payload
+    when it reaches the port (the TX writer model computes ``end`` then)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.queue = deque()
+        self._head = None
+
+    def signals(self):
+        return [self.port.ready]
+
+    def drive(self, ctx):
+        if self._head is None and self.queue:
+            item = self.queue.popleft()
+            self._head = item() if callable(item) else item
+            ctx.set(self.port.p, self._head)
+            ctx.set(self.port.valid, 1)
+
+    def observe(self, ctx, ready):
+        if self._head is not None and ready:
+            self._head = None
+            ctx.set(self.port.valid, 0)
+
+    @property
+    def busy(self):
+        return self._head is not None or bool(self.queue)
+
+
+class SegmentSink:
+    def __init__(self, bench):
+        self.bench, self.port, self.got = bench, bench.engine.segment, []
+
+    def signals(self):
+        return [self.port.valid, self.port.p]
+
+    def start(self, ctx):
+        ctx.set(self.port.ready, 1)
+
+    def observe(self, ctx, valid, p):
+        if valid:
+            self.got.append(Seg(p.conn, flag_names(p.flags), p.seq, p.ack, p.window,
+                                p.payload_len, p.payload_pos, bool(p.mss_option), p.sport,
+                                p.dport, self.bench.now))
+
+
+class CopySink:
+    """Takes each copy request ``latency`` cycles after it appears (the copier's time)."""
+
+    def __init__(self, bench, latency=2):
+        self.port, self.latency, self.got, self._wait = bench.engine.copy, latency, [], 0
+
+    def signals(self):
+        return [self.port.valid, self.port.ready, self.port.p]
+
+    def drive(self, ctx):
+        pass
+
+    def observe(self, ctx, valid, ready, p):
+        if valid and ready:
+            self.got.append((p.conn, p.buf_start, p.offset, p.length, p.ring_pos))
+            self._wait = 0
+            ctx.set(self.port.ready, 0)
+        elif valid:
+            self._wait += 1
+            if self._wait >= self.latency:
+                ctx.set(self.port.ready, 1)
+
+
+class DeliveryModel:
+    """The RX delivery engine and its queues: requests in order, one at a time, each done
+    ``latency`` + beats cycles after the one before; ``delivered`` answers in order."""
+
+    def __init__(self, bench, latency=3, depth=8):
+        e = bench.engine
+        self.bench, self.req, self.done = bench, e.delivery, e.delivered
+        self.latency, self.depth, self.hold = latency, depth, False
+        self.got = []  # (conn, pos, length) in the order requested
+        self.pending = deque()  # (due cycle, conn, end)
+        self._head = None
+        self._layout = delivered_layout(bench.config)
+
+    def signals(self):
+        return [self.req.valid, self.req.ready, self.req.p, self.done.ready]
+
+    def drive(self, ctx):
+        if self._head is None and self.pending and not self.hold:
+            due, conn, end = self.pending[0]
+            if due <= self.bench.cycle:
+                self.pending.popleft()
+                self._head = (conn, end)
+                ctx.set(self.done.p, self._layout.const({"conn": conn, "end": end}))
+                ctx.set(self.done.valid, 1)
+        ctx.set(self.req.ready, len(self.pending) < self.depth)
+
+    def observe(self, ctx, valid, ready, p, done_ready):
+        if valid and ready:
+            self.got.append((p.conn, p.pos, p.length))
+            start = max(self.bench.cycle, self.pending[-1][0] if self.pending else 0)
+            beats = -(-p.length // self.bench.config.data_bytes)
+            self.pending.append((start + self.latency + beats, p.conn,
+                                 (p.pos + p.length) % MOD))
+        if self._head is not None and done_ready:
+            self._head = None
+            ctx.set(self.done.valid, 0)
+
+
+class ArpModel:
+    """The ARP cache's lookup port: answers ``ok`` with ``mac`` after ``latency`` cycles."""
+
+    def __init__(self, bench, latency=3, ok=True, mac_addr=PEER_MAC):
+        e = bench.engine
+        self.bench, self.lookup, self.result = bench, e.arp_lookup, e.arp_result
+        self.latency, self.ok, self.mac, self.got, self._due = latency, ok, mac_addr, [], None
+
+    def signals(self):
+        return [self.lookup.valid, self.lookup.p, self.result.ready]
+
+    def start(self, ctx):
+        ctx.set(self.lookup.ready, 1)
+
+    def drive(self, ctx):
+        if self._due is not None and self._due == self.bench.cycle:
+            ctx.set(self.result.p, {"ok": int(self.ok), "mac": self.mac})
+            ctx.set(self.result.valid, 1)
+
+    def observe(self, ctx, valid, p, ready):
+        if valid:
+            self.got.append(p.ip)
+            self._due = self.bench.cycle + self.latency
+        elif self._due is not None and self._due <= self.bench.cycle and ready:
+            self._due = None
+            ctx.set(self.result.valid, 0)
+
+
+class Monitors:
+    """``evt``, ``reset_meta``, ``trace``, ``counters`` and the ``limit_*`` writes."""
+
+    def __init__(self, bench):
+        e = bench.engine
+        self.bench, self.e = bench, e
+        self.events, self.resets, self.trace = [], [], []
+        self.counters = Counter()
+        self.limits = {}  # conn -> (limit, gen, open, shut), as the TX writer holds them
+        self.positions = {}  # conn -> (pos, gen): the writer's end of stored data
+
+    def signals(self):
+        e = self.e
+        return [e.evt.valid, e.evt.p, e.reset_meta.valid, e.reset_meta.p, e.trace,
+                e.counters, e.limit_we, e.limit_addr, e.limit_data]
+
+    def start(self, ctx):
+        ctx.set(self.e.evt.ready, 1)
+        ctx.set(self.e.reset_meta.ready, 1)
+
+    def observe(self, ctx, ev, evp, rst, rstp, trace, counters, we, addr, lim):
+        if ev:
+            self.events.append(Ev(evp.kind, evp.code, evp.conn, evp.tag, evp.port,
+                                  evp.remote_port, evp.addr, evp.value))
+        if rst:
+            self.resets.append((flag_names(rstp.tcp_flags), rstp.tcp_seq, rstp.tcp_ack,
+                                rstp.tcp_payload_len, rstp.tcp_sport, rstp.tcp_dport))
+        if trace.valid:
+            self.trace.append(Tr(TRACE_SOURCES[trace.source], trace.before, trace.after,
+                                 flag_names(trace.flags), bool(trace.data), trace.op))
+        if counters:
+            for k, name in enumerate(ENGINE_COUNTERS):
+                if counters >> k & 1:
+                    self.counters[name] += 1
+        if we:
+            new = (lim.limit, lim.gen, lim.open, lim.shut)
+            old = self.limits.get(addr, (0, 0, 0, 0))
+            if new[2] and (not old[2] or old[1] != new[1]):
+                self.positions[addr] = ((new[0] - self.bench.config.tx_ring_bytes) % MOD,
+                                        new[1])
+            self.limits[addr] = new
+
+
+class EngineBench:
+    """The engine, its neighbour models and the helpers tests use (all ``async`` helpers
+    run in the test's testbench and advance the simulation)."""
+
+    def __init__(self, config: ToeConfig = BENCH_CONFIG, *, copy_latency=2,
+                 delivery_latency=3, arp_latency=3, us_per_cycle=0, now=1000):
+        self.config = config
+        self.engine = TcpEngine(config, PTR_BITS)
+        self.meta_layout = rx_meta_layout(PTR_BITS)
+        self.tcb_layout = tcb_layout(config)
+        self.cmd_layout = command_layout(config)
+        self.written_layout = written_layout(config)
+        self.cycle, self.now, self.us_per_cycle = 0, now, us_per_cycle
+        self.ctx = None
+        e = self.engine
+        self.seg_in, self.cmd, self.written = Source(e.seg_in), Source(e.cmd), Source(e.written)
+        self.sink = SegmentSink(self)
+        self.copier = CopySink(self, copy_latency)
+        self.delivery = DeliveryModel(self, delivery_latency)
+        self.arp = ArpModel(self, arp_latency)
+        self.mon = Monitors(self)
+        self._models = [self.seg_in, self.cmd, self.written, self.sink, self.copier,
+                        self.delivery, self.arp, self.mon]
+        self._tags = iter(range(1, 1 << 16))
+        self._buf = 0
+        self.listening = set()
+        self.seen = 0  # segments consumed by next_segment()
+
+    # -- results -----------------------------------------------------------------------
+    @property
+    def segments(self) -> list[Seg]:
+        return self.sink.got
+
+    @property
+    def events(self) -> list[Ev]:
+        return self.mon.events
+
+    @property
+    def copies(self):
+        """(conn, buf_start, offset, length, ring_pos) per copy request."""
+        return self.copier.got
+
+    @property
+    def deliveries(self):
+        """(conn, pos, length) per delivery request."""
+        return self.delivery.got
+
+    @property
+    def resets(self):
+        """(flags, seq, ack, payload_len, sport, dport) of segments sent to TcpReset."""
+        return self.mon.resets
+
+    @property
+    def trace(self) -> list[Tr]:
+        return self.mon.trace
+
+    @property
+    def counters(self) -> Counter:
+        return self.mon.counters
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, scenario, vcd=None):
+        """Simulate ``await scenario(self)`` after reset and the CLEAR phase."""
+        sim = Simulator(self.engine)
+        sim.add_clock(1e-8)
+
+        async def main(ctx):
+            self.ctx = ctx
+            # CLEAR zeroes one TCB per cycle; the lookup table empties itself meanwhile.
+            await self.cycles(self.config.connections + 4)
+            await scenario(self)
+
+        sim.add_testbench(main)
+        sim.add_testbench(self._ports, background=True)
+        if vcd:
+            with sim.write_vcd(vcd):
+                sim.run()
+        else:
+            sim.run()
+
+    async def _ports(self, ctx):
+        e, cfg = self.engine, self.config
+        ctx.set(e.ip_addr, cfg.ip_addr)
+        ctx.set(e.mac_addr, cfg.mac_addr)
+        ctx.set(e.netmask, cfg.netmask)
+        for model in self._models:
+            if hasattr(model, "start"):
+                model.start(ctx)
+        spans, signals = [], []
+        for model in self._models:
+            own = model.signals()
+            spans.append((model, len(signals), len(signals) + len(own)))
+            signals += own
+        drivers = [m for m in self._models if hasattr(m, "drive")]
+        while True:
+            ctx.set(e.now, self.now % MOD)
+            for model in drivers:
+                model.drive(ctx)
+            _, _, *values = await ctx.tick().sample(*signals)
+            for model, lo, hi in spans:
+                model.observe(ctx, *values[lo:hi])
+            self.cycle += 1
+            self.now += self.us_per_cycle
+
+    async def cycles(self, n: int):
+        await self.ctx.tick().repeat(n)
+
+    async def until(self, predicate, timeout=2000, what="condition"):
+        for _ in range(timeout):
+            if predicate():
+                return
+            await self.ctx.tick()
+        raise AssertionError(f"timeout ({timeout} cycles) waiting for {what}")
+
+    async def settle(self, cycles=None):
+        """Let every queued input reach the engine, then a full timer scan pass."""
+        await self.until(lambda: not (self.seg_in.busy or self.cmd.busy or self.written.busy),
+                         what="the inputs to drain")
+        await self.cycles(cycles or 12 * self.config.connections)
+
+    async def advance(self, us: int):
+        """Move the time base ``us`` microseconds at once."""
+        self.now += us
+        await self.ctx.tick()
+
+    # -- inputs ----------------------------------------------------------------------------
+    def command(self, op, conn=0, *, port=0, addr=0, value=0, tag=None) -> int:
+        tag = next(self._tags) if tag is None else tag
+        self.cmd.queue.append(self.cmd_layout.const(
+            {"op": op, "conn": conn, "tag": tag, "port": port, "addr": addr, "value": value}))
+        return tag
+
+    def record(self, peer: Peer, flags: str, length=0, *, seq=None, ack=None, window=None,
+               mss=None, ip_src=None):
+        """An ``rx_meta_layout`` record of a segment from ``peer`` (as the parser makes it)."""
+        if seq is None:
+            seq = peer.snd_nxt
+            peer.snd_nxt = (seq + length + ("S" in flags) + ("F" in flags)) % MOD
+        if ack is None:
+            ack = peer.rcv_nxt if "A" in flags else 0
+        self._buf = (self._buf + 8) % (1 << PTR_BITS)
+        doff = 5 + (mss is not None)
+        return self.meta_layout.const({
+            "verdict": Verdict.TCP, "buf_start": self._buf, "buf_end": self._buf + 8,
+            "frame_len": 34 + 4 * doff + length, "eth_src": peer.mac,
+            "ip_src": peer.ip if ip_src is None else ip_src, "ip_dst": self.config.ip_addr,
+            "ip_ihl": 5, "ip_len": 20 + 4 * doff + length, "ip_ttl": 64,
+            "tcp_sport": peer.port, "tcp_dport": peer.engine_port, "tcp_seq": seq % MOD,
+            "tcp_ack": ack % MOD, "tcp_doff": doff, "tcp_flags": flag_bits(flags),
+            "tcp_window": peer.window if window is None else window,
+            "tcp_payload_len": length,
+            "tcp_options": {"mss_valid": mss is not None, "mss": mss or 0},
+        })
+
+    def send(self, peer: Peer, flags: str, length=0, **kw) -> int:
+        """Queue a segment record on ``seg_in``; returns its ``buf_start``."""
+        record = self.record(peer, flags, length, **kw)
+        self.seg_in.queue.append(record)
+        return record.buf_start
+
+    def write(self, conn: int, n: int, fin=False):
+        """The host wrote ``n`` bytes (``fin``: then ended its stream) on ``conn``: a
+        ``written`` message computed from the limits the engine gave the TX writer."""
+        mon, ring = self.mon, self.config.tx_ring_bytes
+
+        def message():
+            limit, gen, is_open, shut = mon.limits.get(conn, (0, 0, 0, 0))
+            pos, pgen = mon.positions.get(conn, (0, 0))
+            start = pos if pgen == gen else (limit - ring) % MOD
+            allowed = min(n, (limit - start) % MOD)
+            accept = is_open and not shut
+            end = (start + (allowed if accept else 0)) % MOD
+            if accept:
+                mon.positions[conn] = (end, gen)
+            return self.written_layout.const({
+                "conn": conn, "end": end, "overflow": accept and allowed < n,
+                "shut": is_open and shut, "unknown": not is_open,
+                "fin": fin and n == 0 and accept})
+
+        self.written.queue.append(message)
+
+    # -- outputs ---------------------------------------------------------------------------
+    async def next_segment(self, timeout=1000, flags=None) -> Seg:
+        """The next segment not yet taken by this helper."""
+        await self.until(lambda: len(self.segments) > self.seen, timeout, "a segment")
+        seg = self.segments[self.seen]
+        self.seen += 1
+        if flags is not None:
+            assert seg.flags == flags, seg
+        return seg
+
+    async def quiet(self, cycles=150):
+        """No segment for ``cycles`` cycles (and none untaken before)."""
+        await self.cycles(cycles)
+        extra = self.segments[self.seen:]
+        assert not extra, f"unexpected segments: {extra}"
+
+    def find_event(self, kind=None, conn=None, tag=None, since=0):
+        for ev in self.events[since:]:
+            if ((kind is None or ev.kind == kind) and (conn is None or ev.conn == conn)
+                    and (tag is None or ev.tag == tag)):
+                return ev
+        return None
+
+    async def event(self, kind=None, conn=None, tag=None, since=0, timeout=1000) -> Ev:
+        await self.until(lambda: self.find_event(kind, conn, tag, since) is not None,
+                         timeout, f"event {kind} conn={conn} tag={tag}")
+        return self.find_event(kind, conn, tag, since)
+
+    def kinds(self, conn=None, since=0):
+        return [ev.kind for ev in self.events[since:] if conn is None or ev.conn == conn]
+
+    # -- the TCB ---------------------------------------------------------------------------
+    def tcb(self, conn: int) -> dict:
+        """The TCB as stored (an event in progress may hold a newer copy)."""
+        view = self.ctx.get(self.engine.tcb_memory.data[conn])
+        return {name: getattr(view, name) for name, _ in self.tcb_layout}
+
+    def state(self, conn: int) -> TcpState:
+        return self.tcb(conn)["state"]
+
+    async def poke(self, conn: int, **fields):
+        """Override TCB fields while no event holds a copy of any TCB.
+
+        The engine reads a TCB in READ (the port's data register loads at the edge into
+        LOAD), keeps it in a register and writes it back in WRITE.  So a write just
+        after an edge at which the write port was enabled (WRITE, then IDLE: nothing
+        loaded) is seen by the next event and overwritten by none.  The timer scan keeps
+        the FSM busy, so such an edge comes every few cycles.
+        """
+        port = self.engine.tcb_memory.write_ports[0]
+        for _ in range(500):
+            _, _, enabled = await self.ctx.tick().sample(port.en)
+            if enabled:
+                break
+        else:
+            raise AssertionError("the engine never wrote a TCB")
+        values = self.tcb(conn)
+        values.update(fields)
+        self.ctx.set(self.engine.tcb_memory.data[conn], self.tcb_layout.const(values))
+        if {"snd_una", "snd_end", "iss", "fin_queued"} & fields.keys():
+            # The TX writer's view moves with the next limit write; keep the model's now.
+            limit, gen, is_open, _ = self.mon.limits.get(conn, (0, 0, 1, 0))
+            base = values["snd_una"]
+            if (base - values["iss"] - 1) % MOD >= 2**31:
+                base = values["iss"] + 1
+            self.mon.limits[conn] = ((base + self.config.tx_ring_bytes) % MOD, gen,
+                                     is_open, values["fin_queued"])
+            self.mon.positions[conn] = (values["snd_end"], gen)
+
+    # -- host helpers ----------------------------------------------------------------------
+    async def listen(self, port=80, backlog=4):
+        tag = self.command(CommandOp.LISTEN, port=port, value=backlog)
+        ev = await self.event(tag=tag)
+        assert ev.kind == EventKind.LISTENING, ev
+        self.listening.add(port)
+        return ev
+
+
+def run(scenario, config: ToeConfig = BENCH_CONFIG, vcd=None, **options) -> EngineBench:
+    """A fresh bench running ``scenario``; returns it for checks after the run."""
+    bench = EngineBench(config, **options)
+    bench.run(scenario, vcd=vcd)
+    return bench
+
+
+# -- Fixtures: one connection in a state ------------------------------------------------
+
+
+async def established(b: EngineBench, peer: Peer | None = None, *, active=False,
+                      credit=1 << 16, backlog=4, local_port=50000, tcb=None) -> Conn:
+    """ESTABLISHED through the real ports: LISTEN, SYN, ACK of the SYN-ACK, ACCEPT and
+    CREDIT (passive), or CONNECT, ARP, SYN-ACK (``active``).  ``tcb``: fields to poke
+    afterwards, e.g. ``{"snd_nxt": ...}``."""
+    if active:
+        c = await syn_sent(b, peer, local_port=local_port)
+        b.send(c.peer, "SA", mss=c.peer.mss)
+        c.irs = c.peer.isn
+        await b.next_segment(flags="A")
+        await b.event(EventKind.ESTABLISHED, conn=c.id)
+    else:
+        c = await syn_received(b, peer, backlog=backlog)
+        since = len(b.events)
+        b.send(c.peer, "A")
+        ev = await b.event(EventKind.ACCEPTED, since=since)
+        assert ev.conn == c.id, ev
+        b.command(CommandOp.ACCEPT, c.id)
+    if credit:
+        b.command(CommandOp.CREDIT, c.id, value=credit)
+    await b.settle()
+    assert b.state(c.id) == TcpState.ESTABLISHED
+    if tcb:
+        await b.poke(c.id, **tcb)
+    return c
+
+
+async def syn_sent(b: EngineBench, peer: Peer | None = None, *, local_port=50000) -> Conn:
+    """SYN-SENT: CONNECT; the ARP model answers; the SYN is out (not acknowledged)."""
+    peer = peer or Peer(port=8080, engine_port=local_port, isn=77_000)
+    tag = b.command(CommandOp.CONNECT, addr=peer.ip, port=peer.port, value=peer.engine_port)
+    syn = await b.next_segment(flags="S")
+    ev = await b.event(EventKind.CONNECTING, tag=tag)
+    peer.take(syn)
+    return Conn(b, ev.conn, peer, syn.seq, None)
+
+
+async def syn_received(b: EngineBench, peer: Peer | None = None, *, backlog=4) -> Conn:
+    """SYN-RECEIVED by a passive open: LISTEN (once per port) and the peer's SYN; the
+    SYN-ACK is out, not acknowledged."""
+    peer = peer or Peer()
+    if peer.engine_port not in b.listening:
+        await b.listen(peer.engine_port, backlog)
+    b.send(peer, "S", mss=peer.mss)
+    synack = await b.next_segment(flags="SA")
+    assert synack.ack == (peer.isn + 1) % MOD and synack.mss, synack
+    peer.take(synack)
+    return Conn(b, synack.conn, peer, synack.seq, peer.isn)
+
+
+async def fin_wait_1(b: EngineBench, unacked=0, **kw) -> Conn:
+    """FIN-WAIT-1: ESTABLISHED, ``unacked`` bytes written and sent, then SHUTDOWN: our FIN
+    follows them; neither acknowledged (SND.UNA = ISS+1, SND.NXT = ISS+2+unacked)."""
+    c = await established(b, **kw)
+    if unacked:
+        b.write(c.id, unacked)
+        seg = await b.next_segment(flags="PA")
+        assert seg.len == unacked, seg
+        c.peer.take(seg)
+    c.peer.rcv_nxt = (c.iss + 1) % MOD  # nothing acknowledged: the peer's ACKs say so
+    b.command(CommandOp.SHUTDOWN, c.id)
+    fin = await b.next_segment(flags="FA")
+    assert fin.seq == (c.iss + 1 + unacked) % MOD, fin
+    await b.settle()
+    assert b.state(c.id) == TcpState.FIN_WAIT_1
+    return c
+
+
+async def fin_wait_2(b: EngineBench, **kw) -> Conn:
+    """FIN-WAIT-2: FIN-WAIT-1, then the peer acknowledges our FIN."""
+    c = await fin_wait_1(b, **kw)
+    c.peer.rcv_nxt = (c.iss + 2) % MOD
+    b.send(c.peer, "A")
+    await b.settle()
+    assert b.state(c.id) == TcpState.FIN_WAIT_2
+    return c
+
+
+async def _peer_fin(b: EngineBench, c: Conn, state: TcpState) -> None:
+    since = len(b.events)
+    b.send(c.peer, "FA")
+    ack = await b.next_segment(flags="A")
+    assert ack.ack == c.rcv_nxt, ack
+    await b.event(EventKind.PEER_FIN, conn=c.id, since=since)
+    await b.settle()
+    assert b.state(c.id) == state
+
+
+async def close_wait(b: EngineBench, **kw) -> Conn:
+    """CLOSE-WAIT: ESTABLISHED, then the peer's FIN (ACKed, PEER_FIN)."""
+    c = await established(b, **kw)
+    await _peer_fin(b, c, TcpState.CLOSE_WAIT)
+    return c
+
+
+async def closing(b: EngineBench, **kw) -> Conn:
+    """CLOSING: FIN-WAIT-1, then the peer's FIN that does not acknowledge ours."""
+    c = await fin_wait_1(b, **kw)
+    await _peer_fin(b, c, TcpState.CLOSING)
+    return c
+
+
+async def last_ack(b: EngineBench, **kw) -> Conn:
+    """LAST-ACK: CLOSE-WAIT, then CLOSE: our FIN, not acknowledged."""
+    c = await close_wait(b, **kw)
+    b.command(CommandOp.CLOSE, c.id)
+    fin = await b.next_segment(flags="FA")
+    assert fin.seq == (c.iss + 1) % MOD, fin
+    await b.settle()
+    assert b.state(c.id) == TcpState.LAST_ACK
+    return c
+
+
+async def time_wait(b: EngineBench, **kw) -> Conn:
+    """TIME-WAIT: FIN-WAIT-2, then the peer's FIN (the 2 MSL timer runs from ``now``)."""
+    c = await fin_wait_2(b, **kw)
+    await _peer_fin(b, c, TcpState.TIME_WAIT)
+    return c

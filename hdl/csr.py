@@ -1,7 +1,8 @@
 """The register file: configuration, time and counters, one 32-bit word per address.
 
-The map is defined here once; software (the testbench, the demo, and the host driver)
-imports these tables rather than copying addresses.  Reads have one cycle of latency.
+The addresses are defined once, in :mod:`hdl.csr_map` (plain Python, so software imports
+them without Amaranth); the counter names are collected here from the gateware's lists.
+Reads have one cycle of latency.
 """
 
 from amaranth.hdl import Cat, Module, Signal
@@ -9,37 +10,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ToeConfig
+from .csr_map import COUNTER_BASE, ID_VALUE, REGISTERS
 from .rx.meta import DropReason
 from .tcp.engine import ENGINE_COUNTERS
 
 __all__ = ["RegisterFile", "REGISTERS", "COUNTERS", "COUNTER_BASE", "ID_VALUE"]
-
-ID_VALUE = 0x544F_4501  # "TOE", version 1
-
-#: name -> (word address, access)
-REGISTERS = {
-    "id": (0x00, "r"),
-    "params": (0x01, "r"),  # data_bytes | mtu << 16
-    "mac_hi": (0x02, "rw"),  # upper 16 bits of our MAC
-    "mac_lo": (0x03, "rw"),
-    "ip_addr": (0x04, "rw"),
-    "netmask": (0x05, "rw"),
-    "gateway": (0x06, "rw"),
-    "now_us": (0x07, "r"),  # time-base ticks since reset
-    "control": (0x08, "w"),  # bit 0: send an ARP announcement
-    # Secret keys, write-only (RFC 6528 s3, RFC 9293 MUST-9): word 0 holds key bytes
-    # 0..3 little-endian; writing the last word loads the whole key.
-    "isn_key0": (0x09, "w"),
-    "isn_key1": (0x0A, "w"),
-    "isn_key2": (0x0B, "w"),
-    "isn_key3": (0x0C, "w"),  # loads the 16-byte SipHash key of the ISN generator
-    "hash_key0": (0x0D, "w"),
-    "hash_key1": (0x0E, "w"),
-    "hash_key2": (0x0F, "w"),  # loads the 12-byte lookup hash key (empties the table)
-    "tcp_params": (0x10, "r"),  # connections | listeners << 16
-}
-
-COUNTER_BASE = 0x40
 
 #: Counter names in address order (COUNTER_BASE + index).  All count events, wrap at 2^32.
 COUNTERS = [

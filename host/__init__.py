@@ -1,6 +1,7 @@
 """The host side of the engine: the ``toe`` command and the host driver.
 
 - :mod:`host.protocol`: the sans-I/O protocol core (:class:`EngineProtocol`);
+- :mod:`host.connection`: a connection's state machine and the exceptions of its endings;
 - :mod:`host.api`: the async API (:class:`Engine`, :class:`Listener`, :class:`Connection`)
   over a :class:`Transport`, for asyncio and cocotb alike;
 - :mod:`host.framing`: length-prefixed messages over a connection.
@@ -14,8 +15,8 @@ from typing import Any
 _EXPORTS = {
     "Engine": "api", "Listener": "api", "Connection": "api", "Transport": "api",
     "IncompleteReadError": "api",
-    "EngineProtocol": "protocol", "ConnState": "protocol", "ConnStats": "protocol",
-    "EngineError": "protocol",
+    "EngineProtocol": "protocol", "ConnState": "connection", "ConnStats": "connection",
+    "EngineError": "connection", "Ending": "connection",
     "MessageDecoder": "framing", "send_message": "framing", "recv_message": "framing",
     "encode_message": "framing", "FramingError": "framing",
 }

@@ -96,15 +96,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from hdl.config import ToeConfig
+from hdl.csr_map import key_register_writes
 
+from .connection import (
+    ConnectionRecord,
+    ConnState,
+    ConnStats,
+    Ending,
+    closed_exception,
+    ending_exception,
+)
 from .protocol import (
     DEFAULT_RX_BUFFER,
     Accepted,
     Closed,
     Connected,
-    ConnectionRecord,
-    ConnState,
-    ConnStats,
     DataReceived,
     EndOfStream,
     EngineProtocol,
@@ -115,7 +121,6 @@ from .protocol import (
     Released,
     TimedOut,
     Unlistened,
-    key_register_writes,
 )
 
 __all__ = [
@@ -172,8 +177,7 @@ class IncompleteReadError(EOFError):
         self.expected = expected
 
 
-def _closed_error(what: str) -> OSError:
-    return OSError(errno.EBADF, f"{what} is closed")
+_closed_error = closed_exception
 
 
 class Engine:
@@ -335,11 +339,10 @@ class Engine:
                 c = self._conns.get(conn)
                 if c is not None:
                     c._eof = True
-            case Refused(tag=tag) if tag is not None:
-                self._answer_with(tag, ConnectionRefusedError(
-                    errno.ECONNREFUSED, "connection refused by the peer"))
-            case TimedOut(tag=tag) if tag is not None:
-                self._answer_with(tag, TimeoutError(errno.ETIMEDOUT, "connect timed out"))
+            case Refused(tag=tag, conn=conn) if tag is not None:
+                self._answer_with(tag, ending_exception(Ending.REFUSED, conn))
+            case TimedOut(tag=tag, conn=conn) if tag is not None:
+                self._answer_with(tag, ending_exception(Ending.TIMED_OUT, conn))
             case Error(tag=tag) if tag is not None:
                 self._answer_with(tag, h.exception())
             case Error(conn=conn) if conn is not None:
@@ -581,20 +584,20 @@ class Connection:
 
     def is_closing(self) -> bool:
         """close() or abort() was called, or the connection is over."""
-        return self._rec.close_requested or self._rec.state in (ConnState.CLOSED,
-                                                                ConnState.RELEASED)
+        return not self._rec.machine.held or self._rec.state in (ConnState.CLOSED,
+                                                                 ConnState.RELEASED)
 
     # ------------------------------------------------------------ reading
 
     def _read_error(self) -> BaseException | None:
         r = self._rec
-        if r.close_requested:
+        m = r.machine
+        if not m.held:
             return _closed_error(f"connection {r.conn}")
-        if r.reset:
-            return ConnectionResetError(errno.ECONNRESET, "connection reset by the peer")
-        if r.timed_out:
-            return TimeoutError(errno.ETIMEDOUT, "connection timed out")
-        if r.released:
+        exc = m.exception(r.conn)
+        if exc is not None:
+            return exc
+        if m.released:
             return ConnectionResetError(errno.ECONNRESET,
                                         "connection released before the end of the stream")
         return None
@@ -602,7 +605,7 @@ class Connection:
     def _take(self, n: int) -> bytes:
         data = bytes(self._rx[:n])
         del self._rx[:n]
-        if data and not self._rec.released:
+        if data and not self._rec.machine.released:
             self._engine.protocol.consume(self._rec.conn, len(data))
             self._engine._kick()  # perhaps a CREDIT
         return data
@@ -613,7 +616,7 @@ class Connection:
         Bytes received before a reset are read first; then the error is raised.
         """
         def check() -> bool:
-            if self._rec.close_requested:
+            if not self._rec.machine.held:
                 raise _closed_error(f"connection {self._rec.conn}")
             if len(self._rx) >= need or self._eof:
                 return True
@@ -683,17 +686,20 @@ class Connection:
         if self._error is not None:
             return self._error
         r = self._rec
-        if r.reset:
-            return ConnectionResetError(errno.ECONNRESET, "connection reset by the peer")
-        if r.timed_out:
-            return TimeoutError(errno.ETIMEDOUT, "connection timed out")
-        if r.released:
+        m = r.machine
+        # After abort() the data was discarded on purpose: writing raises (EBADF), and
+        # drain() and wait_acked() do once the id is released.
+        if m.ending is not Ending.ABORTED:
+            exc = m.exception(r.conn)
+            if exc is not None:
+                return exc
+        if m.released:
             return _closed_error(f"connection {r.conn}")
         return None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer ``data`` for sending (never blocks; see drain())."""
-        if self._rec.released:
+        if self._rec.machine.released:
             raise _closed_error(f"connection {self._rec.conn}")
         if not data:
             return
@@ -708,7 +714,7 @@ class Connection:
 
     def write_eof(self) -> None:
         """Half-close without waiting (the FIN follows the buffered data)."""
-        if self._rec.released:
+        if self._rec.machine.released:
             raise _closed_error(f"connection {self._rec.conn}")
         self._engine.protocol.shutdown(self._rec.conn)
         self._engine._kick()
@@ -764,7 +770,7 @@ class Connection:
         rec = self._rec
 
         def check() -> bool:
-            if rec.shutdown_sent:
+            if rec.machine.stream_end_sent:
                 return True
             self._raise_write_error()
             return False
@@ -775,20 +781,20 @@ class Connection:
 
         Nothing more is read.  Use wait_closed() to wait until the id is released."""
         rec = self._rec
-        if not rec.released and not rec.close_requested:
+        if rec.machine.held:
             self._engine.protocol.close(rec.conn)
             self._engine._kick()
-        await self._engine._wait_for(lambda: rec.close_sent or rec.released)
+        await self._engine._wait_for(lambda: rec.machine.release_sent)
 
     async def wait_closed(self) -> None:
         """Wait until the engine released the connection (after close() or abort())."""
         rec = self._rec
-        await self._engine._wait_for(lambda: rec.released)
+        await self._engine._wait_for(lambda: rec.machine.released)
 
     def abort(self) -> None:
         """Reset the connection now (RST; buffered data is discarded)."""
         rec = self._rec
-        if rec.released:
+        if rec.machine.released:
             return
         self._engine.protocol.abort(rec.conn)
         self._engine._kick()

@@ -54,6 +54,11 @@ What the core takes care of:
   the core itself (``ABORT``; ``ACCEPT`` first when the connection holds a backlog
   place).
 
+Each connection's state is a :class:`host.connection.ConnectionMachine` (how far the
+open got, our stream, the peer's stream, the host's hold on the id, how it ended), moved
+only by the machine's transitions; :func:`host.connection.ending_exception` maps an
+ending to the exception raised for it.
+
 Misuse raises: an unknown or released id -> :class:`ValueError`; a connection closed by
 the application -> :class:`OSError` (``EBADF``); data after ``shutdown`` ->
 :class:`BrokenPipeError`; a connection reset by the peer -> :class:`ConnectionResetError`;
@@ -62,7 +67,6 @@ a connection that timed out -> :class:`TimeoutError`.
 
 from __future__ import annotations
 
-import enum
 import errno
 import ipaddress
 import random
@@ -80,13 +84,28 @@ from hdl.host_if import (
     event_layout,
 )
 
+from .connection import (
+    ConnectionRecord,
+    ConnState,
+    ConnStats,
+    Ending,
+    EngineError,
+    Opening,
+    ReceiveSide,
+    Release,
+    SendSide,
+    closed_exception,
+    engine_error,
+    format_addr,
+)
+
 __all__ = [
     "EngineProtocol", "ConnState", "ConnStats", "ConnectionRecord", "ListenerRecord",
     "EngineError", "engine_error",
     "Happening", "Listening", "Unlistened", "Connecting", "Connected", "Accepted",
     "DataReceived", "EndOfStream", "Acked", "Closed", "Reset", "Refused", "TimedOut",
     "Error", "Released",
-    "EPHEMERAL_PORTS", "DEFAULT_RX_BUFFER", "format_addr", "parse_addr", "key_register_writes",
+    "EPHEMERAL_PORTS", "DEFAULT_RX_BUFFER", "format_addr", "parse_addr",
 ]
 
 #: The IANA dynamic port range (RFC 6335 s6) the driver picks local ports from.
@@ -106,37 +125,6 @@ _REQUEST_CODES = frozenset({
     ErrorCode.NO_ROUTE, ErrorCode.BAD_ADDRESS,
 })
 
-_ERRNO = {
-    ErrorCode.BAD_COMMAND: errno.EINVAL,
-    ErrorCode.UNKNOWN_CONN: errno.EBADF,
-    ErrorCode.BAD_STATE: errno.EINVAL,
-    ErrorCode.NO_FREE_CONN: errno.EAGAIN,
-    ErrorCode.PORT_IN_USE: errno.EADDRINUSE,
-    ErrorCode.NO_LISTENER_SLOT: errno.ENOBUFS,
-    ErrorCode.NOT_LISTENING: errno.EINVAL,
-    ErrorCode.TX_OVERFLOW: errno.ENOBUFS,
-    ErrorCode.TX_AFTER_SHUTDOWN: errno.EPIPE,
-    ErrorCode.TABLE_FULL: errno.ENOBUFS,
-    ErrorCode.REFUSED: errno.ECONNREFUSED,
-    ErrorCode.RESET: errno.ECONNRESET,
-    ErrorCode.NO_ROUTE: errno.EHOSTUNREACH,
-    ErrorCode.BAD_ADDRESS: errno.EADDRNOTAVAIL,
-}
-
-
-class EngineError(OSError):
-    """An ``ERROR`` event of the engine, as an :class:`OSError` with ``code`` (ErrorCode)."""
-
-    def __init__(self, code: ErrorCode, message: str):
-        super().__init__(_ERRNO.get(code, errno.EIO), message)
-        self.code = code
-
-
-def engine_error(code: ErrorCode, what: str = "") -> EngineError:
-    """The exception for an engine error ``code`` (``what``: the failed request)."""
-    text = f"engine error {code.name}"
-    return EngineError(code, f"{what}: {text}" if what else text)
-
 
 def parse_addr(addr: int | str) -> int:
     """``"10.0.0.1"`` or an int -> the 32-bit address."""
@@ -145,11 +133,6 @@ def parse_addr(addr: int | str) -> int:
     if not 0 <= addr <= _MASK32:
         raise ValueError(f"address out of range: {addr!r}")
     return addr
-
-
-def format_addr(addr: int) -> str:
-    """The 32-bit address -> ``"10.0.0.1"``."""
-    return str(ipaddress.IPv4Address(addr))
 
 
 # ------------------------------------------------------------------ happenings
@@ -284,118 +267,6 @@ class Released(Happening):
 
 
 # ------------------------------------------------------------------ records
-
-
-class ConnState(str, enum.Enum):
-    """A connection's state from the driver's point of view."""
-
-    SYN_SENT = "SYN-SENT"  # connect() issued, not yet established
-    ESTABLISHED = "ESTABLISHED"
-    FIN_WAIT = "FIN-WAIT"  # we shut down (or closed); the peer's stream goes on
-    CLOSE_WAIT = "CLOSE-WAIT"  # the peer sent FIN; we may still send
-    CLOSING = "CLOSING"  # both directions finished; waiting for the handshake's end
-    CLOSED = "CLOSED"  # closed, reset, timed out or aborted; the id is still held
-    RELEASED = "RELEASED"  # the engine released the id
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass
-class ConnStats:
-    """Byte counters of one connection (the engine's segments are not visible here)."""
-
-    bytes_written: int = 0  # taken from the application by send()
-    bytes_sent: int = 0  # handed to the engine (TX beats)
-    bytes_discarded: int = 0  # written, never handed over (abort, reset, timeout)
-    bytes_acked: int = 0  # acknowledged by the peer (ACKED)
-    bytes_received: int = 0  # delivered by the engine (RX beats)
-    bytes_consumed: int = 0  # taken by the application (consume())
-    credit_granted: int = 0  # receive credit granted with CREDIT
-    tx_writes: int = 0  # writes (beat runs ending with last)
-    tx_beats: int = 0
-    rx_beats: int = 0
-    rx_deliveries: int = 0
-    rx_overrun: int = 0  # bytes the engine delivered beyond the credit (never expected)
-    errors: int = 0  # ERROR events for this connection
-
-    @property
-    def tx_buffered(self) -> int:
-        """Bytes written and not yet handed to the engine."""
-        return self.bytes_written - self.bytes_sent - self.bytes_discarded
-
-    @property
-    def tx_unacked(self) -> int:
-        """Bytes handed to the engine and not yet acknowledged."""
-        return self.bytes_sent - self.bytes_acked
-
-    @property
-    def rx_buffered(self) -> int:
-        """Bytes received and not yet consumed."""
-        return self.bytes_received - self.bytes_consumed
-
-
-@dataclass(eq=False)
-class ConnectionRecord:
-    """The core's record of a connection.  Read it; only the core changes it."""
-
-    conn: int
-    passive: bool
-    local_port: int
-    remote_addr_int: int
-    remote_port: int
-    tag: int | None = None  # the connect() request
-    listener_port: int | None = None  # passive: the listening port
-    established: bool = False
-    in_accept_queue: bool = False
-    accepted: bool = False  # ACCEPT sent
-    shutdown_requested: bool = False
-    shutdown_sent: bool = False  # the stream's end went out: marker, CLOSE(0) or ABORT
-    close_requested: bool = False  # close() or abort() called, or released by the core
-    close_sent: bool = False  # CLOSE or ABORT sent
-    abort_sent: bool = False  # ABORT sent
-    aborted: bool = False  # abort() called
-    peer_fin_len: int | None = None
-    eof: bool = False
-    closed: bool = False  # CLOSED event
-    reset: bool = False
-    refused: bool = False
-    timed_out: bool = False
-    released: bool = False
-    cancelled: bool = False  # connect() abandoned: release as soon as the id is known
-    last_error: ErrorCode | None = None
-    stats: ConnStats = field(default_factory=ConnStats)
-    # internal
-    tx_buffer: bytearray = field(default_factory=bytearray, repr=False)
-    rx_pending: bytearray = field(default_factory=bytearray, repr=False)
-    consumed_at_grant: int = 0
-
-    @property
-    def remote_addr(self) -> str:
-        return format_addr(self.remote_addr_int)
-
-    @property
-    def dead(self) -> bool:
-        """Reset, refused, timed out or aborted: no more data either way."""
-        return self.reset or self.refused or self.timed_out or self.aborted
-
-    @property
-    def state(self) -> ConnState:
-        if self.released:
-            return ConnState.RELEASED
-        if self.dead or self.closed:
-            return ConnState.CLOSED
-        if not self.established:
-            return ConnState.SYN_SENT
-        fin_out = self.shutdown_requested or self.close_requested
-        fin_in = self.peer_fin_len is not None
-        if fin_out and fin_in:
-            return ConnState.CLOSING
-        if fin_out:
-            return ConnState.FIN_WAIT
-        if fin_in:
-            return ConnState.CLOSE_WAIT
-        return ConnState.ESTABLISHED
 
 
 @dataclass(eq=False)
@@ -619,13 +490,8 @@ class EngineProtocol:
             req.cancelled = True
             return
         for rec in list(self._conns.values()):
-            if rec.tag == tag and not rec.passive and not rec.cancelled:
-                rec.cancelled = True
-                if not rec.close_requested:
-                    rec.close_requested = True
-                    self._discard_tx(rec)
-                    if not rec.close_sent:
-                        self._command_abort(rec)
+            if rec.tag == tag and not rec.passive and rec.machine.held:
+                self._release(rec)
 
     def accept(self, port: int) -> int | None:
         """Take the oldest connection of ``port``'s accept queue (sends ``ACCEPT``).
@@ -638,8 +504,7 @@ class EngineProtocol:
         if not lst.queue:
             return None
         rec = self._conns[lst.queue.popleft()]
-        rec.in_accept_queue = False
-        rec.accepted = True
+        rec.machine.accept()
         self._command(CommandOp.ACCEPT, conn=rec.conn)
         return rec.conn
 
@@ -647,7 +512,7 @@ class EngineProtocol:
         """Buffer ``data`` for ``conn``; :meth:`tx_beats_to_send` hands it over."""
         rec = self.connection(conn)
         self._check_usable(rec)
-        if rec.shutdown_requested:
+        if rec.machine.send is not SendSide.OPEN:
             raise BrokenPipeError(errno.EPIPE, f"connection {conn} was shut down for writing")
         rec.tx_buffer += data
         rec.stats.bytes_written += len(data)
@@ -658,7 +523,7 @@ class EngineProtocol:
         is established).  Idempotent."""
         rec = self.connection(conn)
         self._check_usable(rec)
-        rec.shutdown_requested = True
+        rec.machine.request_shutdown()
 
     def close(self, conn: int) -> None:
         """Close; the id is released when the engine is done (:class:`Released`).
@@ -670,28 +535,32 @@ class EngineProtocol:
         Reading stops (the engine drops what arrives).  Idempotent.  A reset or
         timed-out connection is released with ``ABORT``."""
         rec = self.connection(conn)
-        if rec.close_requested:
+        m = rec.machine
+        if not m.held:
             return
-        rec.close_requested = True
-        if rec.dead:
+        m.request_release()
+        if m.dead:
             self._send_abort(rec)
-        elif rec.shutdown_sent:  # the marker went out after shutdown()
+        elif m.send is SendSide.FIN_SENT:  # the marker went out after shutdown()
             self._send_close(rec, in_band=True)
-        elif not rec.established and not rec.tx_buffer:
-            rec.shutdown_sent = True  # the engine ends the (empty) stream itself
+        elif not m.established and not rec.tx_buffer:
+            m.request_shutdown()
+            m.send_fin()  # the engine ends the (empty) stream itself
             self._send_close(rec, in_band=False)
-        # else: tx_beats_to_send() sends the marker and the CLOSE
+        else:
+            m.request_shutdown()  # tx_beats_to_send() sends the marker and the CLOSE
 
     def abort(self, conn: int) -> None:
         """``ABORT``: RST to the peer, buffered data discarded, the id released.
 
         Also after ``close()`` (the close handshake is cut short).  Idempotent."""
         rec = self.connection(conn)
-        if rec.abort_sent:
+        m = rec.machine
+        if m.send is SendSide.ABORT_SENT:
             return
-        releasing = rec.dead and rec.close_sent
-        rec.close_requested = True
-        rec.aborted = True
+        releasing = m.dead and m.release_sent  # ended by the engine; CLOSE or ABORT sent
+        m.request_release()
+        self._end(rec, Ending.ABORTED)
         self._discard_tx(rec)
         if not releasing:
             self._command_abort(rec)
@@ -730,7 +599,7 @@ class EngineProtocol:
         count = _field(bits, self._f_count)
         last = _field(bits, self._f_last)
         rec = self._conns.get(conn)
-        if rec is None or rec.close_requested or not 1 <= count <= self._w:
+        if rec is None or not rec.machine.held or not 1 <= count <= self._w:
             self.dropped_rx_beats += 1
             return
         data = _field(bits, self._f_data).to_bytes(self._w, "little")[:count]
@@ -740,7 +609,7 @@ class EngineProtocol:
         """A run of RX beats of one connection, already unpacked: their bytes, and
         whether the run ends with ``last`` (the virtual NIC's socket moves RX data so)."""
         rec = self._conns.get(conn)
-        if rec is None or rec.close_requested or not data:
+        if rec is None or not rec.machine.held or not data:
             self.dropped_rx_beats += -(-len(data) // self._w)
             return
         self._rx_bytes(rec, data, last, -(-len(data) // self._w))
@@ -788,16 +657,15 @@ class EngineProtocol:
         self._add(rec)
         self._events.append(Connecting(ev.tag, ev.conn))
         if req.cancelled:
-            rec.cancelled = True
             self._release(rec)
 
     def _on_established(self, ev, code) -> None:
         rec = self._conns.get(ev.conn)
-        if rec is None or rec.passive:
-            self.unknown_events += 1
+        if rec is None or rec.machine.opening is not Opening.CONNECTING:
+            self.unknown_events += 1  # not an active open waiting for it
             return
-        rec.established = True
-        if rec.close_requested:
+        rec.machine.establish()
+        if not rec.machine.held:
             return
         self._grant(rec, self.rx_buffer)
         self._events.append(Connected(rec.tag or 0, rec.conn))
@@ -805,7 +673,7 @@ class EngineProtocol:
     def _on_accepted(self, ev, code) -> None:
         rec = ConnectionRecord(ev.conn, passive=True, local_port=ev.port,
                                remote_addr_int=ev.addr, remote_port=ev.remote_port,
-                               listener_port=ev.port, established=True)
+                               listener_port=ev.port)
         self._add(rec)
         lst = self._listeners.get(ev.port)
         if lst is None or lst.closing:
@@ -813,7 +681,6 @@ class EngineProtocol:
             # going, and its backlog with it).
             self._drop_queued(rec, accept=False)
             return
-        rec.in_accept_queue = True
         lst.queue.append(rec.conn)
         self._grant(rec, self.rx_buffer)
         self._events.append(Accepted(rec.conn, ev.port, ev.addr, ev.remote_port))
@@ -822,7 +689,10 @@ class EngineProtocol:
         rec = self._known(ev.conn)
         if rec is None:
             return
-        rec.peer_fin_len = ev.value
+        if rec.machine.receive is not ReceiveSide.OPEN:
+            self.unknown_events += 1  # a second PEER_FIN
+            return
+        rec.machine.see_peer_fin(ev.value)
         self._check_eof(rec)
 
     def _on_acked(self, ev, code) -> None:
@@ -838,7 +708,7 @@ class EngineProtocol:
         rec = self._known(ev.conn)
         if rec is None:
             return
-        rec.closed = True
+        self._end(rec, Ending.CLOSED)
         self._events.append(Closed(rec.conn))
 
     def _on_reset(self, ev, code) -> None:
@@ -846,10 +716,10 @@ class EngineProtocol:
         if rec is None:
             return
         if code == ErrorCode.REFUSED:
-            rec.refused = True
+            self._end(rec, Ending.REFUSED)
             self._events.append(Refused(rec.conn, rec.tag))
         else:
-            rec.reset = True
+            self._end(rec, Ending.RESET)
             self._events.append(Reset(rec.conn))
         self._after_death(rec)
 
@@ -857,8 +727,8 @@ class EngineProtocol:
         rec = self._known(ev.conn)
         if rec is None:
             return
-        rec.timed_out = True
-        self._events.append(TimedOut(rec.conn, None if rec.established else rec.tag))
+        self._end(rec, Ending.TIMED_OUT)
+        self._events.append(TimedOut(rec.conn, None if rec.machine.established else rec.tag))
         self._after_death(rec)
 
     def _on_error(self, ev, code) -> None:
@@ -896,13 +766,13 @@ class EngineProtocol:
         if rec is None:
             self.unknown_events += 1
             return
-        rec.released = True
+        rec.machine.engine_released()
         self._discard_tx(rec)
-        if rec.in_accept_queue:
+        if rec.machine.opening is Opening.QUEUED:
             lst = self._listeners.get(rec.listener_port or 0)
             if lst is not None and rec.conn in lst.queue:
                 lst.queue.remove(rec.conn)
-            rec.in_accept_queue = False
+            rec.machine.unclaim()
         self._events.append(Released(rec.conn))
 
     _handlers = {
@@ -974,37 +844,41 @@ class EngineProtocol:
         raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
 
     def _check_usable(self, rec: ConnectionRecord) -> None:
-        if rec.close_requested:
-            raise OSError(errno.EBADF, f"connection {rec.conn} is closed")
-        if rec.timed_out:
-            raise TimeoutError(errno.ETIMEDOUT, f"connection {rec.conn} timed out")
-        if rec.refused:
-            raise ConnectionRefusedError(errno.ECONNREFUSED,
-                                         f"connection {rec.conn} was refused")
-        if rec.reset:
-            raise ConnectionResetError(errno.ECONNRESET,
-                                       f"connection {rec.conn} was reset by the peer")
+        m = rec.machine
+        if not m.held:
+            raise closed_exception(f"connection {rec.conn}")
+        exc = m.exception(rec.conn)
+        if exc is not None:
+            raise exc
+
+    def _end(self, rec: ConnectionRecord, ending: Ending) -> None:
+        """The connection ended so, unless it had ended already: the first ending
+        stands (an engine event may cross the host's ``abort()``)."""
+        if not rec.machine.ended:
+            rec.machine.end(ending)
 
     def _tx_ready(self, rec: ConnectionRecord) -> bool:
-        return (bool(rec.tx_buffer) and rec.established and not rec.dead
-                and not rec.close_sent and not rec.shutdown_sent
+        m = rec.machine
+        return (bool(rec.tx_buffer) and m.established and not m.dead
+                and not m.release_sent and not m.stream_end_sent
                 and rec.stats.tx_unacked < self._tx_credit)
 
     def _eos_ready(self, rec: ConnectionRecord) -> bool:
         """The end-of-stream marker is due: requested, every byte handed over."""
-        return ((rec.shutdown_requested or rec.close_requested) and not rec.shutdown_sent
-                and not rec.tx_buffer and rec.established and not rec.dead)
+        m = rec.machine
+        return (m.send is SendSide.SHUTDOWN_REQUESTED and not rec.tx_buffer
+                and m.established and not m.dead)
 
     def _end_of_stream(self, rec: ConnectionRecord) -> int:
         """The marker beat (``count`` 0, ``last`` 1); with ``close()`` also the CLOSE."""
-        rec.shutdown_sent = True
-        if rec.close_requested and not rec.close_sent:
+        rec.machine.send_fin()
+        if rec.machine.release is Release.REQUESTED:
             self._send_close(rec, in_band=True)
         return rec.conn << self._f_conn[0] | 1 << self._f_last[0]
 
     def _send_close(self, rec: ConnectionRecord, *, in_band: bool) -> None:
         """``CLOSE``; ``in_band``: the marker ends the stream (value bit 0)."""
-        rec.close_sent = True
+        rec.machine.send_close()
         self._command(CommandOp.CLOSE, conn=rec.conn, value=int(in_band))
 
     def _discard_tx(self, rec: ConnectionRecord) -> None:
@@ -1012,42 +886,46 @@ class EngineProtocol:
         rec.tx_buffer.clear()
 
     def _command_abort(self, rec: ConnectionRecord) -> None:
-        rec.close_sent = rec.abort_sent = rec.shutdown_sent = True
+        rec.machine.send_abort()
         self._command(CommandOp.ABORT, conn=rec.conn)
 
     def _send_abort(self, rec: ConnectionRecord) -> None:
         """ABORT unless a CLOSE or ABORT was sent already."""
         self._discard_tx(rec)
-        if not rec.close_sent:
+        if not rec.machine.release_sent:
             self._command_abort(rec)
 
     def _release(self, rec: ConnectionRecord) -> None:
         """Give an id nobody will use back to the engine."""
-        rec.close_requested = True
+        rec.machine.request_release()
         self._send_abort(rec)
 
     def _drop_queued(self, rec: ConnectionRecord, accept: bool) -> None:
-        rec.in_accept_queue = False
-        if accept and not rec.accepted:
-            rec.accepted = True
-            self._command(CommandOp.ACCEPT, conn=rec.conn)
+        if rec.machine.opening is Opening.QUEUED:
+            if accept:
+                rec.machine.accept()
+                self._command(CommandOp.ACCEPT, conn=rec.conn)
+            else:
+                rec.machine.unclaim()
         self._release(rec)
 
     def _after_death(self, rec: ConnectionRecord) -> None:
         """Reset, refused or timed out: release ids nobody holds, drop unsent data."""
         self._discard_tx(rec)
-        if rec.in_accept_queue:
+        m = rec.machine
+        if m.opening is Opening.QUEUED:
             lst = self._listeners.get(rec.listener_port or 0)
             if lst is not None and rec.conn in lst.queue:
                 lst.queue.remove(rec.conn)
             self._drop_queued(rec, accept=lst is not None and not lst.closing)
-        elif not rec.established or rec.cancelled:
+        elif not m.established:
             self._release(rec)  # a failed connect(): the application never had it
-        elif rec.close_requested and not rec.close_sent:
+        elif m.release is Release.REQUESTED:
             self._send_abort(rec)  # close() was waiting for send credit
 
     def _may_grant(self, rec: ConnectionRecord) -> bool:
-        return not (rec.close_requested or rec.dead or rec.eof)
+        m = rec.machine
+        return m.held and not m.dead and m.receive is not ReceiveSide.EOF
 
     def _grant(self, rec: ConnectionRecord, n: int) -> None:
         rec.consumed_at_grant = rec.stats.bytes_consumed
@@ -1055,9 +933,10 @@ class EngineProtocol:
         self._command(CommandOp.CREDIT, conn=rec.conn, value=n)
 
     def _check_eof(self, rec: ConnectionRecord) -> None:
-        if (not rec.eof and rec.peer_fin_len is not None and not rec.rx_pending
-                and rec.stats.bytes_received & _MASK32 == rec.peer_fin_len):
-            rec.eof = True
+        m = rec.machine
+        if (m.receive is ReceiveSide.PEER_FIN and not rec.rx_pending
+                and rec.stats.bytes_received & _MASK32 == m.peer_fin_len):
+            m.deliver_eof()
             self._events.append(EndOfStream(rec.conn))
 
     def _pack_write(self, conn: int, chunk: bytes) -> list[int]:
@@ -1082,18 +961,3 @@ def _field(bits: int, offset_width: tuple[int, int]) -> int:
 def _check_port(port: int) -> None:
     if not 1 <= port <= 0xFFFF:
         raise ValueError(f"port must be 1..65535, not {port}")
-
-
-def key_register_writes(isn_key: bytes, hash_key: bytes) -> list[tuple[int, int]]:
-    """Register writes ``(address, value)`` that load the ISN key (16 bytes) and the
-    lookup hash key (12 bytes), in the order :mod:`hdl.csr` requires (the last word of
-    each loads it)."""
-    from hdl.csr import REGISTERS
-
-    if len(isn_key) != 16 or len(hash_key) != 12:
-        raise ValueError("the ISN key has 16 bytes and the hash key 12")
-    writes = [(REGISTERS[f"isn_key{i}"][0], int.from_bytes(isn_key[4 * i : 4 * i + 4], "little"))
-              for i in range(4)]
-    writes += [(REGISTERS[f"hash_key{i}"][0],
-                int.from_bytes(hash_key[4 * i : 4 * i + 4], "little")) for i in range(3)]
-    return writes

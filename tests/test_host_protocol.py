@@ -24,6 +24,7 @@ import pytest
 from hdl.config import ToeConfig, ip
 from hdl.host_if import CommandOp, ErrorCode, EventKind, command_layout, data_layout, event_layout
 from host.api import Engine, IncompleteReadError
+from host.connection import SendSide
 from host.framing import recv_message, send_message
 from host.protocol import (
     Accepted,
@@ -363,7 +364,7 @@ def test_shutdown_only_after_all_data_handed_over():
     assert proto.commands_to_send() == []  # 36 bytes still buffered
     with pytest.raises(BrokenPipeError):
         proto.send(1, b"x")
-    assert not proto.connection(1).shutdown_sent
+    assert proto.connection(1).machine.send is SendSide.SHUTDOWN_REQUESTED
     proto.event_received(wire.event(EventKind.ACKED, conn=1, value=64))
     beats = proto.tx_beats_to_send()
     # The rest of the data, then the marker (count 0, last 1) behind its last beat.
@@ -374,7 +375,7 @@ def test_shutdown_only_after_all_data_handed_over():
     assert proto.commands_to_send() == []  # no SHUTDOWN command
     stats = proto.connection(1).stats
     assert (stats.bytes_sent, stats.tx_writes, stats.tx_beats) == (100, 2, 13)
-    assert proto.connection(1).shutdown_sent and not proto.has_output()
+    assert proto.connection(1).machine.send is SendSide.FIN_SENT and not proto.has_output()
     proto.shutdown(1)  # idempotent
     assert proto.commands_to_send() == [] and proto.tx_beats_to_send() == []
     # Reading goes on after the half-close.
@@ -1600,10 +1601,9 @@ def test_api_module_does_not_import_asyncio():
 
 
 def test_key_register_writes():
-    """The key writes target hdl/csr.py's key registers, little-endian words, the word
+    """The key writes target hdl/csr_map.py's key registers, little-endian words, the word
     that loads each key last (RFC 6528 s3: the ISN key; the lookup hash key)."""
-    from hdl.csr import REGISTERS
-    from host.protocol import key_register_writes
+    from hdl.csr_map import REGISTERS, key_register_writes
 
     isn_key = bytes(range(16))
     hash_key = bytes(range(100, 112))
@@ -1641,7 +1641,7 @@ def test_tx_writes_are_the_beats_unpacked():
     for proto in (beat_proto, write_proto):
         stats = proto.connection(1).stats
         assert (stats.bytes_sent, stats.tx_writes) == (300, 6)
-        assert proto.connection(1).shutdown_sent and not proto.has_output()
+        assert proto.connection(1).machine.send is SendSide.FIN_SENT and not proto.has_output()
 
 
 def test_rx_data_runs_equal_beats():

@@ -164,6 +164,17 @@ def requests_for(rng: random.Random, count: int):
     return out
 
 
+def zero_request(rng) -> bytes:
+    """An echo request whose reply is all zero bytes but the checksum (identifier 0,
+    sequence 0, zero data): the one case where the right ICMP checksum is 0xFFFF."""
+    frame = bytearray(icmp_frame(rng, payload=rng.choice([0, 5, 32])))
+    at = ETH + 20
+    frame[at + 4 :] = bytes(len(frame) - at - 4)
+    frame[at + 2 : at + 4] = (~0x0800 & 0xFFFF).to_bytes(2, "big")
+    assert reference_sum(frame[at:]) == 0xFFFF
+    return bytes(frame)
+
+
 @pytest.mark.parametrize("width", [1, 3, 8, 64])
 def test_echo_replies(width):
     """RFC 792 echo reply, RFC 1122 s3.2.2.6, RFC 1071 checksums: requests with 0..1472
@@ -177,3 +188,12 @@ def test_echo_replies(width):
     if width == 1:
         requests = [(f, label) for f, label in requests if len(f) <= 200]
     run_echo(width, requests, seed=width)
+
+
+@pytest.mark.parametrize("width", [1, 8])
+def test_echo_reply_checksum_of_zero_message(width):
+    """RFC 1071 / RFC 1624 s3: an echo reply whose bytes are all zero but the checksum
+    must carry 0xFFFF (the complement of a +0 sum); 0x0000 does not verify (the sum
+    over the message would be 0, not 0xFFFF).  The request's checksum is 0xF7FF."""
+    rng = random.Random(1624)
+    run_echo(width, [(zero_request(rng), "all-zero echo") for _ in range(3)], seed=width)

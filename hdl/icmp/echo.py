@@ -1,6 +1,6 @@
 """ICMP echo responder: RFC 792, RFC 1122 s3.2.2.6 (every host MUST answer echo)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,12 +52,17 @@ class IcmpEcho(wiring.Component):
 
         ip_csum = Signal(16)
         icmp_csum = Signal(16)
+        icmp_update = Signal(16)
         old_ttl_word = req.ip_ttl << 8 | ipv4.PROTO_ICMP
         new_ttl_word = ipv4.DEFAULT_TTL << 8 | ipv4.PROTO_ICMP
         m.d.comb += [
             ip_csum.eq(~ones_sum_words([~req.ip_csum, ~old_ttl_word[:16], new_ttl_word])),
-            icmp_csum.eq(~ones_sum_words([~req.icmp_csum, ~(icmp.TYPE_ECHO_REQUEST << 8)
-                                          & 0xFFFF, icmp.TYPE_ECHO_REPLY << 8])),
+            icmp_update.eq(~ones_sum_words([~req.icmp_csum, ~(icmp.TYPE_ECHO_REQUEST << 8)
+                                            & 0xFFFF, icmp.TYPE_ECHO_REPLY << 8])),
+            # Eqn. 3 gives 0x0000 whenever the rest of the reply sums to zero.  If the
+            # reply is all zero bytes (identifier, sequence and data zero) only 0xFFFF
+            # verifies; otherwise both do.  (The IPv4 header is never all zero.)
+            icmp_csum.eq(Mux(icmp_update == 0, 0xFFFF, icmp_update)),
         ]
 
         fixed = {}  # frame offset -> byte of the reply

@@ -17,7 +17,8 @@ Events are named as the engine's ``trace`` port reports them
   it carries, so a transition made by that step is listed for ``ACK``, ``data`` and
   ``FIN`` alike;
 - a host command: ``LISTEN``, ``UNLISTEN``, ``CONNECT`` (OPEN), ``CLOSE`` (SHUTDOWN and
-  CLOSE of :mod:`hdl.host_if`, the RFC's CLOSE), ``ABORT``, ``ACCEPT``, ``CREDIT``;
+  CLOSE of :mod:`hdl.host_if`, the RFC's CLOSE), ``ABORT``, ``ACCEPT``, ``CREDIT``,
+  ``NOP``;
 - ``written``: the TX writer's report of host bytes, which can carry the end of the
   stream in band (a CLOSE);
 - ``timeout``: the connection's timer (TIME-WAIT, or R2 of the retransmission timer);
@@ -59,7 +60,7 @@ class TcpState(enum.Enum, shape=4):
 SEGMENT_EVENTS = ("RST", "SYN", "SYN-ACK", "FIN", "data", "ACK", "no-ACK")
 #: Every event name the engine's trace can report (see the module docstring).
 EVENTS = SEGMENT_EVENTS + ("LISTEN", "UNLISTEN", "CONNECT", "CLOSE", "ABORT", "ACCEPT",
-                           "CREDIT", "written", "timeout", "delivered", "output")
+                           "CREDIT", "NOP", "written", "timeout", "delivered", "output")
 
 S = TcpState
 #: The synchronized states (RFC 9293 s3.5: every state after the handshake).
@@ -125,15 +126,19 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
        "ACK sent", figure=True),
     _t(S.SYN_SENT, "SYN", S.SYN_RECEIVED, "s3.10.7.3 fourth, s3.5 figure 8, figure 5",
        "simultaneous open: SYN-ACK sent", figure=True),
+    _t(S.SYN_SENT, "SYN-ACK", S.CLOSE_WAIT, "s3.10.7.3 fourth, then s3.10.7.4 eighth",
+       "a SYN-ACK that carries the peer's FIN: ESTABLISHED, then CLOSE-WAIT"),
     _t(S.SYN_SENT, "CLOSE", S.CLOSED, "s3.10.4 CLOSE in SYN-SENT, figure 5",
        "CLOSE (not SHUTDOWN) deletes the TCB", figure=True),
     _t(S.SYN_SENT, "RST", S.CLOSED, "s3.10.7.3 second",
-       "RST with an acceptable ACK: connection refused"),
+       "RST with an acceptable ACK: connection refused", required=True),
     _t(S.SYN_SENT, "ABORT", S.CLOSED, "s3.10.5 ABORT in SYN-SENT"),
-    _t(S.SYN_SENT, "timeout", S.CLOSED, f"{_R2} (SYN)", "the SYN's R2"),
+    _t(S.SYN_SENT, "timeout", S.CLOSED, f"{_R2} (SYN)", "the SYN's R2", required=True),
     # --- SYN-RECEIVED ----------------------------------------------------------------------
     *_on_ack(S.SYN_RECEIVED, S.ESTABLISHED, "s3.10.7.4 fifth, figure 5",
              "the ACK of our SYN", figure=True),
+    _t(S.SYN_RECEIVED, "SYN-ACK", S.ESTABLISHED, "s3.5 figure 8 (simultaneous open)",
+       "the peer's SYN-ACK acknowledges our SYN"),
     _t(S.SYN_RECEIVED, "FIN", S.CLOSE_WAIT, "s3.10.7.4 fifth and eighth",
        "the ACK of our SYN with the peer's FIN: ESTABLISHED, then CLOSE-WAIT"),
     *_on_ack(S.SYN_RECEIVED, S.FIN_WAIT_1, "s3.10.4 CLOSE in SYN-RECEIVED, s3.10.7.4 fifth",
@@ -152,12 +157,17 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
     _t(S.SYN_RECEIVED, "SYN-ACK", S.CLOSED, "s3.10.7.4 fourth check",
        "an in-window SYN of a passive open: back to LISTEN"),
     _t(S.SYN_RECEIVED, "ABORT", S.CLOSED, "s3.10.5 ABORT in SYN-RECEIVED", "RST sent"),
-    _t(S.SYN_RECEIVED, "timeout", S.CLOSED, f"{_R2} (SYN)", "the SYN-ACK's R2"),
+    _t(S.SYN_RECEIVED, "timeout", S.CLOSED, f"{_R2} (SYN)", "the SYN-ACK's R2",
+       required=True),
     # --- ESTABLISHED -------------------------------------------------------------------------
     _t(S.ESTABLISHED, "CLOSE", S.FIN_WAIT_1, "s3.10.4 CLOSE in ESTABLISHED, figure 5",
        "FIN queued after the data", figure=True),
     _t(S.ESTABLISHED, "written", S.FIN_WAIT_1, "s3.10.4 CLOSE in ESTABLISHED",
        "the end of stream in band"),
+    _t(S.ESTABLISHED, "CLOSE", S.CLOSED, "RFC 1122 s4.2.2.13 (RFC 9293 s3.6)",
+       "CLOSE with received data the host has not read: RST instead of FIN"),
+    _t(S.ESTABLISHED, "written", S.CLOSED, "s3.10.5 (the engine resets)",
+       "the host wrote past the TX ring: RST"),
     _t(S.ESTABLISHED, "FIN", S.CLOSE_WAIT, "s3.10.7.4 eighth, figure 5",
        "ACK sent", figure=True),
     # --- FIN-WAIT-1 --------------------------------------------------------------------------
@@ -182,12 +192,16 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
     _t(S.TIME_WAIT, "timeout", S.CLOSED, "s3.10.8 time-wait timeout, figure 5",
        "2 MSL after the last FIN", figure=True),
     # --- Resets, aborts and R2 from the synchronized states -------------------------------
-    *(_t(state, "RST", S.CLOSED, _RESET, "RST at exactly RCV.NXT")
+    # (ESTABLISHED's are required: the connection tests show each.)
+    *(_t(state, "RST", S.CLOSED, _RESET, "RST at exactly RCV.NXT",
+         required=state == S.ESTABLISHED)
       for state in SYNCHRONIZED),
     *(_t(state, "ABORT", S.CLOSED, "s3.10.5 ABORT",
-         "no RST in TIME-WAIT" if state == S.TIME_WAIT else "RST sent")
+         "no RST in TIME-WAIT" if state == S.TIME_WAIT else "RST sent",
+         required=state == S.ESTABLISHED)
       for state in SYNCHRONIZED),
-    *(_t(state, "timeout", S.CLOSED, _R2, "R2 of the retransmission timer")
+    *(_t(state, "timeout", S.CLOSED, _R2, "R2 of the retransmission timer",
+         required=state == S.ESTABLISHED)
       for state in (S.ESTABLISHED, S.FIN_WAIT_1, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK)),
 )
 del S

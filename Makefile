@@ -5,14 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-vnic sim synth soak clean
+.PHONY: setup demo test test-fast lint bench bench-vnic sim synth soak state-diagram clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,sim,synth]'
 	touch $@
 
 demo: $(STAMP)
@@ -36,6 +36,11 @@ sim: $(STAMP)
 
 synth: $(STAMP)
 	$(VENV)/bin/toe synth --out build/synth.json
+
+# docs/state-table.md and docs/state-diagram.svg from hdl/tcp/states.py, coloured by the
+# coverage the cocotb connection tests left in build/artifacts/ (if any).
+state-diagram: $(STAMP)
+	$(PY) -m sim.state_diagram $(addprefix --coverage ,$(wildcard build/artifacts/*/state_coverage.json))
 
 clean:
 	rm -rf build

@@ -1,4 +1,4 @@
-"""The host side of the engine: the ``toe`` command and the host driver.
+"""The host driver of the engine (the ``toe`` command is :mod:`sim.cli`).
 
 - :mod:`host.protocol`: the sans-I/O protocol core (:class:`EngineProtocol`);
 - :mod:`host.connection`: a connection's state machine and the exceptions of its endings;

@@ -24,8 +24,10 @@ later connection by mistake.
 Flow control is by credit, per connection, in bytes:
 
 - send: the host may have at most ``tx_ring_bytes`` unacknowledged bytes written to a
-  connection; ``ACKED`` events return credit as the peer acknowledges data.  Bytes
-  beyond the credit are discarded and reported with ``ERROR(TX_OVERFLOW)``.
+  connection; ``ACKED`` events return credit as the peer acknowledges data.  A byte
+  beyond the credit is never stored with a hole before it: it and every later byte of
+  the connection are discarded, the connection is reset (RST to the peer) and the host
+  gets ``RESET(TX_OVERFLOW)``.
 - receive: the engine delivers at most the credit the host has granted with ``CREDIT``
   commands; the rest waits in the connection's RX ring, whose free space is the window
   advertised to the peer.
@@ -67,14 +69,15 @@ class EventKind(enum.Enum, shape=4):
     ACCEPTED = 5  # conn, port = local port, addr, remote_port: a passive open completed
     PEER_FIN = 6  # conn, value = stream length: the peer sent FIN after that many bytes
     ACKED = 7  # conn, value = bytes acknowledged (send credit returned)
-    CLOSED = 8  # conn: the connection reached CLOSED by the close handshake
+    CLOSED = 8  # conn: the connection reached CLOSED by the close handshake (code NONE),
+    #             or by the RST of a CLOSE with unread data (code UNREAD_DATA)
     RESET = 9  # conn, code = REFUSED (RST to our SYN) or RESET
     TIMEOUT = 10  # conn: R2 exceeded (MUST-20..23), the connection was aborted
     ERROR = 11  # conn, tag, code: a command or TX data was refused
     RELEASED = 12  # conn: the id is free again
 
 
-class ErrorCode(enum.Enum, shape=4):
+class ErrorCode(enum.Enum, shape=5):
     NONE = 0
     BAD_COMMAND = 1  # unknown operation
     UNKNOWN_CONN = 2  # the id is not the host's
@@ -83,13 +86,17 @@ class ErrorCode(enum.Enum, shape=4):
     PORT_IN_USE = 5  # LISTEN on a listening port, CONNECT to an existing socket pair
     NO_LISTENER_SLOT = 6
     NOT_LISTENING = 7  # UNLISTEN of a port that does not listen
-    TX_OVERFLOW = 8  # TX bytes beyond the send credit were discarded
+    TX_OVERFLOW = 8  # with RESET: TX bytes beyond the send credit were discarded
     TX_AFTER_SHUTDOWN = 9  # TX bytes after SHUTDOWN/CLOSE were discarded
     TABLE_FULL = 10  # the connection lookup table had no room
     REFUSED = 11  # with RESET: the peer refused the connection
     RESET = 12  # with RESET: the peer reset the connection
     NO_ROUTE = 13  # the next hop did not answer ARP
-    BAD_ADDRESS = 14  # CONNECT to a broadcast, multicast or zero address (MUST-46)
+    BAD_ADDRESS = 14  # CONNECT to a broadcast, multicast, zero, loopback or own address
+    #                   (MUST-46, RFC 1122 s3.2.1.3)
+    BAD_PORT = 15  # LISTEN on port 0, CONNECT to or from port 0
+    UNREAD_DATA = 16  # with CLOSED: CLOSE found received data unread and sent RST
+    #                   (RFC 9293 SHLD-3)
 
 
 def command_layout(config: ToeConfig) -> data.StructLayout:

@@ -42,6 +42,12 @@ def test_tcp_1024_connections():
     ])
 
 
+def test_tcp_edge_cases():
+    """Deviations found against real TCP test scripts, each now a rule checked on the
+    wire (tests/cocotb_tcp_edges.py)."""
+    run_cocotb(ToeTop, tcp_config(8), "toe_core", "cocotb_tcp_edges")
+
+
 def test_tcp_state_matrix():
     """Every synchronized state against RST, SYN, ACK and data events
     (tests/cocotb_tcp_matrix.py)."""

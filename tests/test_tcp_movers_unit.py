@@ -333,19 +333,20 @@ class WriterModel:
 
     def __init__(self, ring: bytes):
         self.limits = [{"limit": 0, "gen": 0, "open": 0, "shut": 0}] * CONNECTIONS
-        self.positions = [(0, 0)] * CONNECTIONS
+        self.positions = [(0, 0, False)] * CONNECTIONS
         self.ring = bytearray(ring)
         self.flags = {"overflow": 0, "shut": 0, "unknown": 0}
 
     def limit_write(self, conn, entry):
         old = self.limits[conn]
         if entry["open"] and (not old["open"] or old["gen"] != entry["gen"]):
-            self.positions[conn] = ((entry["limit"] - RING) & MASK32, entry["gen"])
+            self.positions[conn] = ((entry["limit"] - RING) & MASK32, entry["gen"], False)
         self.limits[conn] = dict(entry)
 
     def beat(self, conn, payload: bytes, last: bool):
         lim = self.limits[conn]
-        pos, gen = self.positions[conn]
+        pos, gen, broken = self.positions[conn]
+        broken = broken and gen == lim["gen"]
         start = pos if gen == lim["gen"] else (lim["limit"] - RING) & MASK32
         end = start
         if not lim["open"]:
@@ -353,13 +354,15 @@ class WriterModel:
         elif lim["shut"]:
             self.flags["shut"] = 1
         else:
-            allowed = min(len(payload), (lim["limit"] - start) & MASK32)
+            # Once a byte was discarded, nothing more of the stream is stored.
+            allowed = 0 if broken else min(len(payload), (lim["limit"] - start) & MASK32)
             for j in range(allowed):
                 self.ring[ring_address(conn, start + j)] = payload[j]
             end = (start + allowed) & MASK32
-            self.positions[conn] = (end, lim["gen"])
             if allowed < len(payload):
                 self.flags["overflow"] = 1
+                broken = True
+            self.positions[conn] = (end, lim["gen"], broken)
         if not last:
             return None
         message = {"conn": conn, "end": end, **self.flags}

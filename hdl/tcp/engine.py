@@ -65,6 +65,7 @@ ENGINE_COUNTERS = [
     "tcp_out_of_order",  # in-window segments beyond RCV.NXT: data dropped, ACK sent
     "tcp_backlog_drops",  # SYNs to a listener whose backlog is full (or no free id)
     "tcp_host_errors",  # ERROR events
+    "tcp_listen_drops",  # segments to a listener without SYN, ACK or RST (s3.10.7.2)
 ]
 
 _SOURCES = ("delivered", "written", "cmd", "seg", "output", "timer")
@@ -258,11 +259,14 @@ class TcpEngine(wiring.Component):
         f_ack = flags[4]
         seg_len = Signal(17)
         m.d.comb += seg_len.eq(s.tcp_payload_len + f_syn + f_fin)
+        data_seq = Signal(32)  # the sequence number of the first byte of text
+        m.d.comb += data_seq.eq(s.tcp_seq + f_syn)
         payload_at = Signal(16)
         m.d.comb += payload_at.eq(ethernet.HEADER_BYTES + (s.ip_ihl << 2) + (s.tcp_doff << 2))
 
         rcv_data_end = (t.rcv_nxt - t.fin_received)[:32]  # the FIN is no byte to deliver
         rx_used = _diff(t.rcv_nxt, t.rcv_read)
+        unread = rcv_data_end != t.rcv_read  # received bytes the host has not taken
         rx_free = Signal(18)
         m.d.comb += rx_free.eq(rx_ring - rx_used)
         rcv_wnd = Signal(16)
@@ -505,7 +509,9 @@ class TcpEngine(wiring.Component):
                 m.next = "EMIT"
                 with m.Switch(c.op):
                     with m.Case(CommandOp.LISTEN):
-                        with m.If(port_match.any()):
+                        with m.If(c.port == 0):
+                            m.d.sync += error(ErrorCode.BAD_PORT)
+                        with m.Elif(port_match.any()):
                             m.d.sync += error(ErrorCode.PORT_IN_USE)
                         with m.Elif(~free_slot.any()):
                             m.d.sync += error(ErrorCode.NO_LISTENER_SLOT)
@@ -531,8 +537,13 @@ class TcpEngine(wiring.Component):
                         bad_address = ((c.addr == 0) | (c.addr[28:] == 0xE)
                                        | (c.addr[28:] == 0xF)
                                        | ((c.addr | self.netmask) == 0xFFFF_FFFF))
+                        # RFC 1122 s3.2.1.3: 127/8 is never sent on a network, and
+                        # the engine's own address is no peer.
+                        bad_address |= (c.addr[24:] == 127) | (c.addr == self.ip_addr)
                         with m.If(bad_address):
                             m.d.sync += error(ErrorCode.BAD_ADDRESS)
+                        with m.Elif((c.port == 0) | (c.value[:16] == 0)):
+                            m.d.sync += error(ErrorCode.BAD_PORT)
                         with m.Elif(id_available):
                             m.d.sync += cid.eq(next_id)
                             with m.If(free.r_rdy):
@@ -670,6 +681,17 @@ class TcpEngine(wiring.Component):
                         with m.Case(CommandOp.CLOSE):
                             with m.If(t.host_closed):
                                 m.d.sync += error(ErrorCode.BAD_STATE)
+                            with m.Elif(unread & synchronized
+                                        & (t.state != TcpState.TIME_WAIT)):
+                                # SHLD-3 (RFC 2525 s2.17): CLOSE with received data the
+                                # host has not taken resets the connection, so the peer
+                                # knows the data was lost.
+                                m.d.sync += send(tcp.RST | tcp.ACK_FLAG, t.snd_nxt)
+                                m.d.comb += strobe["tcp_rst_out"].eq(1)
+                                m.d.sync += [t.host_closed.eq(1), t.fin_queued.eq(1),
+                                             t.rcv_credit.eq(0), do_limit.eq(1)]
+                                m.d.sync += to_closed()
+                                m.d.sync += event(3, EventKind.CLOSED, ErrorCode.UNREAD_DATA)
                             with m.Else():
                                 m.d.sync += [t.host_closed.eq(1), t.rcv_credit.eq(0)]
                                 # value bit 0: the end of the stream comes in-band on
@@ -698,12 +720,21 @@ class TcpEngine(wiring.Component):
                 with m.Else():
                     with m.If(w_info.shut):
                         m.d.sync += error(ErrorCode.TX_AFTER_SHUTDOWN)
-                    with m.Elif(w_info.overflow):
-                        m.d.sync += error(ErrorCode.TX_OVERFLOW)
+                    with m.Elif(w_info.overflow & (t.state != TcpState.CLOSED)):
+                        # Bytes beyond the send credit were discarded: the stream can
+                        # never be whole again, so the connection is reset (the TX
+                        # writer stores nothing more of it; hdl/host_if.py).
+                        with m.If(synchronized | (t.state == TcpState.SYN_RECEIVED)):
+                            with m.If(t.state != TcpState.TIME_WAIT):
+                                m.d.sync += send(tcp.RST | tcp.ACK_FLAG, t.snd_nxt)
+                                m.d.comb += strobe["tcp_rst_out"].eq(1)
+                        m.d.sync += [t.fin_queued.eq(1), do_limit.eq(1)]
+                        m.d.sync += to_closed()
+                        m.d.sync += event(3, EventKind.RESET, ErrorCode.TX_OVERFLOW)
                     with m.If(_lt(t.snd_end, w_info.end)):
                         m.d.sync += t.snd_end.eq(w_info.end)
                         enqueue()
-                    with m.If(w_info.fin & ~t.fin_queued):
+                    with m.If(w_info.fin & ~t.fin_queued & ~w_info.overflow):
                         begin_close()
 
             with m.State("DELIVERED"):
@@ -870,8 +901,13 @@ class TcpEngine(wiring.Component):
                         m.next = "NO_CONNECTION"
 
             with m.State("NO_CONNECTION"):
-                # s3.10.7.2 LISTEN: a SYN (no RST, no ACK) opens a connection.
-                with m.If(l_hit & f_syn & ~f_rst & ~f_ack):
+                # s3.10.7.2 LISTEN: first an RST is ignored (the reset handler never
+                # answers one), second an ACK is answered with a reset, third a SYN
+                # opens a connection, fourth anything else is dropped.
+                with m.If(l_hit & ~f_rst & ~f_ack & ~f_syn):
+                    m.d.comb += strobe["tcp_listen_drops"].eq(1)
+                    m.next = "EMIT"
+                with m.Elif(l_hit & f_syn & ~f_rst & ~f_ack):
                     with m.If((l_pending[listener] < l_backlog[listener]) & id_available):
                         m.d.sync += cid.eq(next_id)
                         with m.If(free.r_rdy):
@@ -952,6 +988,9 @@ class TcpEngine(wiring.Component):
                         m.d.sync += send(tcp.ACK_FLAG, t.snd_nxt)
                         m.d.sync += event(0, EventKind.ESTABLISHED)
                         m.d.comb += strobe["tcp_established"].eq(1)
+                        # "If there are other controls or text in the segment, then
+                        # continue processing at the sixth step" (s3.10.7.3).
+                        m.next = "TEXT"
                         with m.If(t.rtt_active):
                             m.next = "RTT_SAMPLE"
                     with m.Else():
@@ -974,6 +1013,12 @@ class TcpEngine(wiring.Component):
                           & (s.tcp_seq == t.irs)):
                     # The peer retransmitted its SYN: our SYN-ACK was lost.
                     m.d.sync += send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+                with m.Elif((t.state == TcpState.SYN_RECEIVED) & ~t.passive & f_syn & f_ack
+                            & ~f_rst & (s.tcp_seq == t.irs)):
+                    # Simultaneous open (s3.5 figure 8, line 5): the peer's SYN-ACK
+                    # acknowledges our SYN.  Its SYN is the one already received; the
+                    # ACK completes the open (fifth step), as in Linux and FreeBSD.
+                    m.next = "ACK"
                 with m.Elif(~acceptable):
                     m.d.comb += strobe["tcp_bad_seq"].eq(1)
                     with m.If(~f_rst):
@@ -1117,8 +1162,9 @@ class TcpEngine(wiring.Component):
                         with m.If(fin_acked):
                             m.d.sync += to_closed()
                             m.d.sync += event(3, EventKind.CLOSED)
-                # Seventh: segment text, in order only.
-                trim = _diff(t.rcv_nxt, s.tcp_seq)  # bytes already received
+                # Seventh: segment text, in order only.  The text of a SYN-ACK starts
+                # after the SYN (SEG.SEQ + 1).
+                trim = _diff(t.rcv_nxt, data_seq)  # bytes already received
                 in_order = ~trim[31]
                 fresh_bytes = Signal(17)
                 m.d.comb += fresh_bytes.eq(Mux(in_order & (trim < s.tcp_payload_len),
@@ -1153,7 +1199,7 @@ class TcpEngine(wiring.Component):
             with m.State("FIN"):
                 # Eighth: the FIN, if every byte before it has been received.
                 m.next = "FINISH"
-                fin_seq = (s.tcp_seq + s.tcp_payload_len)[:32]
+                fin_seq = (data_seq + s.tcp_payload_len)[:32]
                 with m.If(f_fin & (fin_seq == t.rcv_nxt) & (t.state != TcpState.CLOSED)
                           & ~t.fin_received):
                     m.d.sync += [t.rcv_nxt.eq(t.rcv_nxt + 1), t.fin_received.eq(1)]

@@ -18,7 +18,7 @@ from .tcb import tx_limit_layout, written_layout
 
 __all__ = ["TxWriter", "position_layout"]
 
-position_layout = data.StructLayout({"pos": 32, "gen": 1})
+position_layout = data.StructLayout({"pos": 32, "gen": 1, "broken": 1})
 
 
 class TxWriter(wiring.Component):
@@ -26,8 +26,9 @@ class TxWriter(wiring.Component):
 
     Two memories of one entry per connection: ``limits`` (:func:`tx_limit_layout`,
     written only by the engine through ``limit_*``) and ``positions``
-    (:data:`position_layout`: the sequence number after the last byte stored, and the
-    ``gen`` of the connection it belongs to; written only here).
+    (:data:`position_layout`: the sequence number after the last byte stored, the
+    ``gen`` of the connection it belongs to, and ``broken``: a byte was discarded for
+    lack of room; written only here).
 
     For a beat of connection ``c`` with ``count`` bytes, with ``L = limits[c]``:
 
@@ -35,9 +36,12 @@ class TxWriter(wiring.Component):
     - else ``L.shut``: discarded, flag ``shut`` (SEND after CLOSE/SHUTDOWN, s3.10.2).
     - else ``start = positions[c].pos`` if ``positions[c].gen == L.gen``, else
       ``L.limit - tx_ring_bytes`` (the id has a new connection: its first byte);
-      ``allowed = min(count, L.limit - start)``; the first ``allowed`` bytes go to the
-      ring at ``start``; ``positions[c] = {start + allowed, L.gen}``; flag ``overflow``
-      if ``allowed < count``.
+      ``allowed = min(count, L.limit - start)``, or 0 if the position is ``broken`` (of
+      the same ``gen``); the first ``allowed`` bytes go to the ring at ``start``;
+      ``positions[c] = {start + allowed, L.gen, broken}``; flag ``overflow`` and set
+      ``broken`` if ``allowed < count``.  So once a byte of a stream is discarded, no
+      later byte of it is stored: the stream is never stored with a hole (the engine
+      resets the connection on ``overflow``, :mod:`hdl.host_if`).
 
     The flags of the beats of one write (up to the beat with ``last``) are ORed, and the
     ``last`` beat produces one ``written`` message ``{conn, end, flags}``, ``end`` being
@@ -176,6 +180,7 @@ class TxWriter(wiring.Component):
 
         lim = lim_rd.data
         here = pos_rd.data
+        was_broken = (here.gen == lim.gen) & here.broken  # a byte was discarded before
         start = Signal(32)
         room = Signal(32)
         allowed = Signal(range(w + 1))
@@ -184,7 +189,7 @@ class TxWriter(wiring.Component):
         end = Signal(32)
         m.d.comb += [
             start.eq(Mux(here.gen == lim.gen, here.pos, lim.limit - ring)),
-            room.eq(lim.limit - start),
+            room.eq(Mux(was_broken, 0, lim.limit - start)),
             allowed.eq(Mux(room < beat.count, room, beat.count)),
             accept.eq(lim.open & ~lim.shut),
             stored.eq(Mux(accept, allowed, 0)),
@@ -214,6 +219,7 @@ class TxWriter(wiring.Component):
                 pos_wr.addr.eq(beat.conn),
                 pos_wr.data.pos.eq(end),
                 pos_wr.data.gen.eq(lim.gen),
+                pos_wr.data.broken.eq(overflow | was_broken),
             ]
 
         # Flags of the write so far, and the message at its last beat.
@@ -227,7 +233,7 @@ class TxWriter(wiring.Component):
             message.overflow.eq(acc_overflow | overflow),
             message.shut.eq(acc_shut | shut),
             message.unknown.eq(acc_unknown | unknown),
-            message.fin.eq(beat.last & (beat.count == 0) & accept),
+            message.fin.eq(beat.last & (beat.count == 0) & accept & ~was_broken),
         ]
         with m.If(beat_done):
             with m.If(beat.last):

@@ -636,6 +636,7 @@ async def syn_sent(b: EngineBench, peer: Peer | None = None, *, local_port=50000
     syn = await b.next_segment(flags="S")
     ev = await b.event(EventKind.CONNECTING, tag=tag)
     peer.take(syn)
+    await b.settle()
     return Conn(b, ev.conn, peer, syn.seq, None)
 
 
@@ -649,6 +650,7 @@ async def syn_received(b: EngineBench, peer: Peer | None = None, *, backlog=4) -
     synack = await b.next_segment(flags="SA")
     assert synack.ack == (peer.isn + 1) % MOD and synack.mss, synack
     peer.take(synack)
+    await b.settle()
     return Conn(b, synack.conn, peer, synack.seq, peer.isn)
 
 

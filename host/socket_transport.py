@@ -55,6 +55,7 @@ and the peers' next segments get RST.
 
 import asyncio
 import contextlib
+import enum
 import json
 import struct
 from collections.abc import Callable
@@ -76,8 +77,9 @@ __all__ = [
 ]
 
 
-class Message:
-    """Message types of the virtual NIC's socket (mirrored in ``vnic.cpp``)."""
+class Message(enum.IntEnum):
+    """Message types of the virtual NIC's socket: the one definition.  The native NIC
+    gets them from the header ``sim/vnic.py`` generates (``VNIC_MESSAGES``)."""
 
     HELLO = 0x01
     COMMAND = 0x02
@@ -95,12 +97,14 @@ class Message:
     RX_DATA = 0x0E
 
 
+
 STATS_FIELDS = (
     "cycles", "ns", "ticks", "frames_in", "frames_out", "bytes_in", "bytes_out",
     "impaired_dropped", "impaired_duplicated", "impaired_reordered", "tap_write_errors",
     "sleeps", "resets", "host_rx_bytes", "host_out_buffered",
 )
-"""The virtual NIC's counters in a STATS answer, in order."""
+"""The virtual NIC's counters in a STATS answer, in order (``VirtualNic::send_stats`` in
+``vnic.cpp`` sends them so; ``tests/test_vnic_messages.py`` counts them)."""
 
 
 class VnicBusyError(ConnectionError):

@@ -43,21 +43,12 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
+// The socket's message types, generated from host.socket_transport.Message (the wire
+// format is in that module's docstring): VNIC_MESSAGES comes from vnic_config.h.
 enum Message : uint8_t {
-    HELLO = 0x01,      // vnic -> host: the build's configuration as JSON
-    COMMAND = 0x02,    // host -> vnic: packed command_layout
-    EVENT = 0x03,      // vnic -> host: packed event_layout
-    TX_BEAT = 0x04,    // host -> vnic: packed data_layout
-    RX_BEAT = 0x05,    // vnic -> host: packed data_layout
-    CSR_WRITE = 0x06,  // host -> vnic: u16 address, u32 value
-    CSR_READ = 0x07,   // host -> vnic: u16 address
-    CSR_VALUE = 0x08,  // vnic -> host: u16 address, u32 value
-    TRACE = 0x09,      // vnic -> host: u64 cycle, u64 wall ns, packed trace_layout
-    SUBSCRIBE = 0x0A,  // host -> vnic: u8 bit 0 = send TRACE records
-    STATS = 0x0B,      // host -> vnic: request; vnic -> host: STATS_FIELDS u64 values
-    HOLD = 0x0C,       // host -> vnic: u8 bit 0 = hold the engine's frames back from the TAP
-    TX_DATA = 0x0D,    // host -> vnic: u16 conn, bytes: one write (empty: end of stream)
-    RX_DATA = 0x0E,    // vnic -> host: u16 conn, u8 last, bytes: a run of RX beats
+#define VNIC_MESSAGE(name, value) name = value,
+    VNIC_MESSAGES(VNIC_MESSAGE)
+#undef VNIC_MESSAGE
 };
 
 // Bit fields of a packed little-endian value.

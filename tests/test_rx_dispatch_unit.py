@@ -1,0 +1,260 @@
+"""Unit tests of hdl/rx/dispatch.py (RxDispatcher), alone and behind the RX front end.
+
+The house rules (docs/architecture.md block diagram and "RX path in detail", the
+RxDispatcher and FrameBuffer docstrings):
+
+- each record goes to the handler its verdict names (ARP, ICMP echo, TCP), in order, and
+  only there; a dropped frame is taken at once and strobes ``dropped`` with its reason
+  (the drop_* counter of hdl/csr.py);
+- a record is done when its handler takes it, and at that moment the frame's words are
+  released (``release_ptr`` = its ``buf_end``), so releases follow frame order;
+- a stalled handler holds back the records behind it (back-pressure), never loses one;
+- behind :class:`RxFrontend` and the two-entry record queue (wired as in hdl/core.py),
+  frames wait in the frame buffer while the handlers stall; a frame that starts when a
+  largest frame does not fit is dropped as BUFFER_FULL (and counted), every other frame is
+  decided as sim/reference.py says, and the words a handler reads are the frame's bytes.
+"""
+
+import random
+from collections import deque
+
+import pytest
+from amaranth.hdl import ClockDomain, Elaboratable, Module
+from amaranth.lib import data, wiring
+from amaranth_helpers import run, split_beats
+from rx_frames import icmp_frame, random_frame, tcp_frame
+
+from hdl.config import ToeConfig
+from hdl.register_fifo import RegisterFifo
+from hdl.rx.dispatch import RxDispatcher
+from hdl.rx.frontend import RxFrontend, buffer_geometry
+from hdl.rx.meta import DropReason, Verdict
+from sim.reference import classify
+
+PORTS = {Verdict.ARP: "arp", Verdict.ICMP_ECHO: "icmp", Verdict.TCP: "tcp"}
+
+
+def test_dispatcher_routes_in_order_under_backpressure():
+    """RxDispatcher alone: 600 random records (every verdict and drop reason, random
+    fields), offered with gaps; the three handlers are ready at random.  Each handler
+    sees exactly its records, in order, with every field intact; at most one handler is
+    offered a record at a time; drops are taken at once with their reason; one release
+    per record, in record order, at the handshake, with the record's ``buf_end``."""
+    ptr_bits = 10
+    dut = RxDispatcher(ptr_bits)
+    top = Module()  # the dispatcher is combinational: give the simulation a clock domain
+    top.submodules.dispatch = dut
+    top.domains.sync = ClockDomain()
+    rng = random.Random(826)
+    layout = dut.meta.p.shape()
+    records = []
+    for _ in range(600):
+        verdict = rng.choice(list(Verdict))
+        reason = rng.choice([r for r in DropReason if r != DropReason.NONE]) \
+            if verdict == Verdict.DROP else DropReason.NONE
+        value = data.Const(layout, rng.getrandbits(layout.size))
+        fields = {name: getattr(value, name) for name in
+                  ("buf_start", "buf_end", "frame_len", "ip_src", "tcp_seq", "arp_sha")}
+        records.append({**fields, "verdict": verdict, "reason": reason})
+    got = {name: [] for name in PORTS.values()}
+    drops, releases = [], []
+
+    async def bench(ctx):
+        pending = deque(records)
+        current = None
+        while pending or current is not None:
+            if current is None and pending and rng.random() < 0.8:
+                current = pending.popleft()
+            ctx.set(dut.meta.valid, current is not None)
+            if current is not None:
+                ctx.set(dut.meta.p, current)
+            for name in PORTS.values():
+                ctx.set(getattr(dut, name).ready, rng.random() < 0.4)
+            sampled = await ctx.tick().sample(
+                dut.meta.ready, dut.release, dut.release_ptr, dut.dropped, dut.reason,
+                *[x for name in PORTS.values()
+                  for x in (getattr(dut, name).valid, getattr(dut, name).ready,
+                            getattr(dut, name).p)])
+            _, _, meta_ready, release, release_ptr, dropped, reason = sampled[:7]
+            offered = []
+            for k, name in enumerate(PORTS.values()):
+                valid, ready, p = sampled[7 + 3 * k : 10 + 3 * k]
+                if valid:
+                    offered.append(name)
+                    assert current is not None and PORTS.get(current["verdict"]) == name
+                    if ready:
+                        got[name].append({f: getattr(p, f) for f in current})
+                        assert meta_ready
+            assert len(offered) <= 1
+            taken = current is not None and meta_ready
+            assert release == taken
+            assert dropped == (current is not None and current["verdict"] == Verdict.DROP)
+            if current is not None and current["verdict"] == Verdict.DROP:
+                assert meta_ready, "a drop is taken at once"
+                drops.append(DropReason(reason))
+            if taken:
+                releases.append(release_ptr)
+                current = None
+
+    run(top, bench)
+    for verdict, name in PORTS.items():
+        want = [r for r in records if r["verdict"] == verdict]
+        assert got[name] == [{**r, "verdict": verdict} for r in want], name
+    assert drops == [r["reason"] for r in records if r["verdict"] == Verdict.DROP]
+    assert releases == [r["buf_end"] for r in records]
+
+
+# -- behind the front end --------------------------------------------------------------------
+
+
+class RxPath(Elaboratable):
+    """RxFrontend -> RegisterFifo(2) -> RxDispatcher, releases wired back, as in core.py."""
+
+    def __init__(self, config: ToeConfig):
+        self.rx = RxFrontend(config)
+        self.queue = RegisterFifo(self.rx.meta.p.shape(), 2)
+        self.dispatch = RxDispatcher(self.rx.ptr_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rx, m.submodules.queue = self.rx, self.queue
+        m.submodules.dispatch = self.dispatch
+        wiring.connect(m, self.rx.meta, self.queue.i)
+        wiring.connect(m, self.queue.o, self.dispatch.meta)
+        m.d.comb += [self.rx.release.eq(self.dispatch.release),
+                     self.rx.release_ptr.eq(self.dispatch.release_ptr)]
+        return m
+
+
+def traffic(rng: random.Random, count: int):
+    frames = []
+    while len(frames) < count:
+        r = rng.random()
+        if r < 0.35:  # large valid segments and echoes fill the buffer fastest
+            f = tcp_frame(rng, payload=rng.choice([1000, 1400, 1460]), options=b"")
+        elif r < 0.45:
+            f = icmp_frame(rng, payload=rng.choice([900, 1472]))
+        else:
+            f, _ = random_frame(rng)
+        frames.append(bytes(f))
+    return frames
+
+
+def run_path(width: int, frames, seed: int):
+    config = ToeConfig(data_bytes=width, rx_buffer_bytes=2 * 1514)
+    depth, max_words, max_beats = buffer_geometry(config)
+    dut = RxPath(config)
+    rx, dispatch = dut.rx, dut.dispatch
+    rng = random.Random(seed)
+    first_beat = []  # cycle of each frame's first beat
+    releases = []  # (cycle, pointer)
+    handled = []  # (port or "drop", record, bytes read from the buffer or None)
+    in_frame = [False]
+
+    async def source(ctx):
+        ctx.set(rx.mac_addr, config.mac_addr)
+        ctx.set(rx.ip_addr, config.ip_addr)
+        ctx.set(rx.netmask, config.netmask)
+        for frame in frames:
+            for beat, keep, last in split_beats(frame, width):
+                ctx.set(rx.i.valid, 1)
+                ctx.set(rx.i.p, {"data": beat, "keep": keep, "last": last})
+                await ctx.tick().until(rx.i.ready)
+            ctx.set(rx.i.valid, 0)
+            await ctx.tick().repeat(rng.choice([0, 0, 1, 4]) + 1)
+
+    async def handlers(ctx):
+        stall_until = 0
+        now = 0
+        while len(handled) < len(frames):
+            if rng.random() < 0.002:
+                stall_until = now + rng.choice([500, 2000, 6000])
+            ports = {name: getattr(dispatch, name) for name in PORTS.values()}
+            offer = None
+            for name, port in ports.items():
+                ctx.set(port.ready, 0)
+                if ctx.get(port.valid):
+                    offer = name
+            ctx.set(rx.rd_en, 0)
+            if offer is not None and now >= stall_until:
+                record = ctx.get(ports[offer].p)
+                read = None
+                if offer != "arp":  # read the frame back first, as the echo responder does
+                    words = (record.buf_end - record.buf_start) % (2 * depth)
+                    read = b""
+                    for k in range(words):
+                        ctx.set(rx.rd_addr, (record.buf_start + k) % (2 * depth))
+                        ctx.set(rx.rd_en, 1)
+                        now = await step(ctx, now)
+                        ctx.set(rx.rd_en, 0)
+                        read += ctx.get(rx.rd_data).to_bytes(width, "little")
+                ctx.set(ports[offer].ready, 1)
+                handled.append((offer, record, read))
+            now = await step(ctx, now)
+
+    async def step(ctx, now):
+        """One cycle of the handler bench, which also watches the MAC side: it ticks
+        every cycle, so ``now`` numbers the cycles."""
+        _, _, valid, ready, release, ptr, dropped, reason, p, i_valid, i_ready, i_last = \
+            await ctx.tick().sample(
+                dispatch.meta.valid, dispatch.meta.ready, dispatch.release,
+                dispatch.release_ptr, dispatch.dropped, dispatch.reason, dispatch.meta.p,
+                rx.i.valid, rx.i.ready, rx.i.p.last)
+        if i_valid and i_ready:
+            if not in_frame[0]:
+                first_beat.append(now)
+            in_frame[0] = not i_last
+        for name in PORTS.values():
+            ctx.set(getattr(dispatch, name).ready, 0)
+        if release:
+            releases.append((now, ptr))
+        if dropped:
+            assert valid and ready
+            handled.append(("drop", p, None))
+            assert DropReason(reason) == DropReason(p.reason)
+        return now + 1
+
+    run(dut, source, handlers)
+    return config, depth, max_words, first_beat, releases, handled
+
+
+@pytest.mark.parametrize(("width", "count"), [(8, 60), (64, 160)])
+def test_rx_path_full_buffer_drops_and_counts(width, count):
+    """RxFrontend + record queue + RxDispatcher with handlers that read each frame back
+    and stall for long stretches: every frame yields one record in order, taken by the
+    handler its verdict names (sim/reference.py) with the frame's bytes in the buffer, or
+    dropped with its reason; BUFFER_FULL exactly for the frames that started while a
+    largest frame did not fit (used words counted from the releases seen before the
+    frame's first beat, FrameBuffer docstring), and frames are stored again after the
+    handlers catch up."""
+    rng = random.Random(width * 31)
+    frames = traffic(rng, count)
+    config, depth, max_words, first_beat, releases, handled = run_path(width, frames, width)
+    assert len(handled) == len(frames) == len(first_beat)
+    wr = rd = 0
+    full = 0
+    rel = deque(releases)
+    for frame, start_cycle, (port, record, read) in zip(frames, first_beat, handled,
+                                                         strict=True):
+        while rel and rel[0][0] < start_cycle:
+            rd = rel.popleft()[1]
+        room = depth - ((wr - rd) % (2 * depth)) >= max_words
+        words = (record.buf_end - record.buf_start) % (2 * depth)
+        assert record.buf_start == wr % (2 * depth)
+        want = classify(frame, config)
+        if not room and not (want.verdict == Verdict.DROP and want.reason in (
+                DropReason.RUNT, DropReason.OVERSIZE, DropReason.MAC_DST,
+                DropReason.ETHERTYPE)):
+            want_port, want_reason = "drop", DropReason.BUFFER_FULL
+            full += 1
+        else:
+            want_port = PORTS.get(want.verdict, "drop")
+            want_reason = want.reason
+        assert (port, DropReason(record.reason)) == (want_port, want_reason), (
+            f"{len(frame)}-byte frame {frame[:40].hex()}")
+        assert words == (min(-(-len(frame) // width), max_words) if room else 0)
+        if read is not None:
+            assert read[: len(frame)] == frame
+        wr += words
+    assert full > 2, "the stalls never filled the buffer"
+    assert [p for _, p in releases] == [r.buf_end for _, r, _ in handled]

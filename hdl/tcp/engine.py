@@ -266,7 +266,9 @@ class TcpEngine(wiring.Component):
 
         rcv_data_end = (t.rcv_nxt - t.fin_received)[:32]  # the FIN is no byte to deliver
         rx_used = _diff(t.rcv_nxt, t.rcv_read)
-        unread = rcv_data_end != t.rcv_read  # received bytes the host has not taken
+        # Received bytes never handed to the delivery engine.  (Bytes handed over but not
+        # yet reported delivered may be in the host's hands already: not counted.)
+        unread = rcv_data_end != t.rcv_dlv
         rx_free = Signal(18)
         m.d.comb += rx_free.eq(rx_ring - rx_used)
         rcv_wnd = Signal(16)

@@ -207,7 +207,9 @@ def _ip_mutation(rng: random.Random) -> tuple[bytearray, str]:
     if r == 8:
         f[ETH + 9] = rng.choice([0, 2, 17, 41, 255])
         return fix_ip_checksum(f), "ip proto"
-    if r == 9:  # the frame ends inside the IPv4 header or before the options end
+    if r == 9:  # the frame ends inside the fixed IPv4 header or inside its options
+        if rng.random() < 0.5:
+            f = insert_ip_options(bytes(f), ip_options(rng))
         ihl = f[ETH] & 15
         return f[: rng.randint(ETH, ETH + 4 * ihl - 1)], "ip truncated"
     if r == 10:  # link-layer broadcast with a unicast or broadcast IP (RFC 1122 s3.3.6)
@@ -217,9 +219,7 @@ def _ip_mutation(rng: random.Random) -> tuple[bytearray, str]:
             f = fix_l4_checksum(fix_ip_checksum(f))
         return f, "eth broadcast"
     if r == 11:
-        f = bytearray(f[: ETH + 20]) + f[ETH + 20 :]
-        opts = ip_options(rng)
-        return insert_ip_options(bytes(f), opts), "ip options"
+        return insert_ip_options(bytes(f), ip_options(rng)), "ip options"
     f = insert_ip_options(bytes(f), ip_options(rng))
     f[ETH + 20 + rng.randrange(4 * (f[ETH] & 15) - 20)] ^= 0x10  # option byte: checksum bad
     return f, "ip options bad checksum"
@@ -341,14 +341,15 @@ def corner_frames() -> list[tuple[bytes, str]]:
     out.append((bytes(f), "largest TCP segment (1514 bytes)"))
     out.append((bytes(f) + b"\0", "one byte over the largest frame"))
     out.append((bytes(13), "13 bytes"))
-    out.append((bytes(14), "Ethernet header only, zero"))
+    out.append((bytes.fromhex(OUR_MAC.replace(":", "")) + bytes(8), "Ethernet header only"))
     f = tcp_frame(rng, payload=0, options=b"")
     out.append((bytes(f[:33]), "IPv4 frame of 33 bytes"))
     f = tcp_frame(rng, options=b"\x01" * 40, ip_options=b"\x01" * 40, payload=5)
     out.append((bytes(f), "60-byte IPv4 header and 60-byte TCP header"))
     f = tcp_frame(rng, options=b"\x02\x04\x05\xb4" + b"\x08\x0a" + bytes(range(8))
                   + b"\x01\x03\x03\x0e" + b"\x04\x02\x01\x01"
-                  + b"\x05\x22" + bytes(range(32)), ip_options=b"\x01" * 40, payload=0)
+                  + b"\x05\x12" + bytes(range(16)) + b"\x01\x00", ip_options=b"\x01" * 40,
+                  payload=0)
     out.append((bytes(f), "every option kind behind 40 bytes of IP options"))
     f = tcp_frame(rng, options=b"\x05\x0a" + bytes(8) + b"\x05\x12" + bytes(range(16)) + b"\0\0")
     out.append((bytes(f), "two SACK options: the last one counts"))
@@ -369,6 +370,8 @@ def corner_frames() -> list[tuple[bytes, str]]:
     out.append((bytes(f), "ICMP echo one byte too large"))
     f = icmp_frame(rng, payload=3, ip_options=b"\x01" * 40)
     out.append((bytes(f), "ICMP echo with 40 bytes of IP options"))
+    out.append((bytes(f[:73]), "IHL 15, the frame ends one byte before the header does"))
+    out.append((bytes(f[:74]), "IHL 15, the frame ends with the header"))
     f = arp_frame(rng)
     out.append((bytes(f[:42]), "ARP of exactly 42 bytes"))
     out.append((bytes(f[:41]), "ARP of 41 bytes"))

@@ -225,7 +225,7 @@ def run_frontend(width: int, frames, seed: int) -> int:
     return len(records)
 
 
-@pytest.mark.parametrize(("width", "count", "longest"), [(1, 90, 200), (8, 250, 2100),
+@pytest.mark.parametrize(("width", "count", "longest"), [(1, 250, 200), (8, 250, 2100),
                                                         (64, 300, 2100)])
 def test_frontend_random_frames(width, count, longest):
     """RxFrontend (capture, checksums, buffer and parser as wired in hdl/rx/frontend.py) at

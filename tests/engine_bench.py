@@ -137,17 +137,18 @@ class Peer:
 
 @dataclass
 class Conn:
-    """A connection a fixture opened: its id, the peer, ISS and IRS."""
+    """A connection a fixture opened: its id, the peer, ISS, IRS and the engine's SND.NXT
+    as far as the test knows it (``rcv_nxt`` is the peer's next sequence number)."""
 
     bench: "EngineBench"
     id: int
     peer: Peer
     iss: int
     irs: int | None
+    snd_nxt: int = 0
 
-    @property
-    def snd_nxt(self) -> int:
-        return self.peer.rcv_nxt
+    def __post_init__(self):
+        self.snd_nxt = self.snd_nxt or (self.iss + 1) % MOD
 
     @property
     def rcv_nxt(self) -> int:
@@ -299,7 +300,7 @@ class Monitors:
         self.events, self.resets, self.trace = [], [], []
         self.counters = Counter()
         self.limits = {}  # conn -> (limit, gen, open, shut), as the TX writer holds them
-        self.positions = {}  # conn -> (pos, gen): the writer's end of stored data
+        self.positions = {}  # conn -> (pos, gen, broken): the writer's end of stored data
 
     def signals(self):
         e = self.e
@@ -329,7 +330,7 @@ class Monitors:
             old = self.limits.get(addr, (0, 0, 0, 0))
             if new[2] and (not old[2] or old[1] != new[1]):
                 self.positions[addr] = ((new[0] - self.bench.config.tx_ring_bytes) % MOD,
-                                        new[1])
+                                        new[1], False)
             self.limits[addr] = new
 
 
@@ -500,13 +501,14 @@ class EngineBench:
 
         def message():
             limit, gen, is_open, shut = mon.limits.get(conn, (0, 0, 0, 0))
-            pos, pgen = mon.positions.get(conn, (0, 0))
+            pos, pgen, broken = mon.positions.get(conn, (0, 0, False))
             start = pos if pgen == gen else (limit - ring) % MOD
-            allowed = min(n, (limit - start) % MOD)
+            broken = broken and pgen == gen  # a byte of this stream was discarded
+            allowed = 0 if broken else min(n, (limit - start) % MOD)
             accept = is_open and not shut
             end = (start + (allowed if accept else 0)) % MOD
             if accept:
-                mon.positions[conn] = (end, gen)
+                mon.positions[conn] = (end, gen, broken or allowed < n)
             return self.written_layout.const({
                 "conn": conn, "end": end, "overflow": accept and allowed < n,
                 "shut": is_open and shut, "unknown": not is_open,
@@ -581,7 +583,7 @@ class EngineBench:
                 base = values["iss"] + 1
             self.mon.limits[conn] = ((base + self.config.tx_ring_bytes) % MOD, gen,
                                      is_open, values["fin_queued"])
-            self.mon.positions[conn] = (values["snd_end"], gen)
+            self.mon.positions[conn] = (values["snd_end"], gen, False)
 
     # -- host helpers ----------------------------------------------------------------------
     async def listen(self, port=80, backlog=4):
@@ -603,10 +605,11 @@ def run(scenario, config: ToeConfig = BENCH_CONFIG, vcd=None, **options) -> Engi
 
 
 async def established(b: EngineBench, peer: Peer | None = None, *, active=False,
-                      credit=1 << 16, backlog=4, local_port=50000, tcb=None) -> Conn:
+                      credit=1 << 16, backlog=4, local_port=50000, sent=0, tcb=None) -> Conn:
     """ESTABLISHED through the real ports: LISTEN, SYN, ACK of the SYN-ACK, ACCEPT and
-    CREDIT (passive), or CONNECT, ARP, SYN-ACK (``active``).  ``tcb``: fields to poke
-    afterwards, e.g. ``{"snd_nxt": ...}``."""
+    CREDIT (passive), or CONNECT, ARP, SYN-ACK (``active``).  Then pokes: ``sent``
+    bytes sent and unacknowledged (SND.NXT = SND.MAX = ISS+1+sent, the retransmission
+    timer running from now); ``tcb``: any other fields, e.g. ``{"snd_wnd": 0}``."""
     if active:
         c = await syn_sent(b, peer, local_port=local_port)
         b.send(c.peer, "SA", mss=c.peer.mss)
@@ -624,8 +627,14 @@ async def established(b: EngineBench, peer: Peer | None = None, *, active=False,
         b.command(CommandOp.CREDIT, c.id, value=credit)
     await b.settle()
     assert b.state(c.id) == TcpState.ESTABLISHED
-    if tcb:
-        await b.poke(c.id, **tcb)
+    fields = dict(tcb or {})
+    if sent:
+        c.snd_nxt = (c.iss + 1 + sent) % MOD
+        rto = b.tcb(c.id)["rto"]
+        fields = {"snd_nxt": c.snd_nxt, "snd_max": c.snd_nxt, "snd_end": c.snd_nxt,
+                  "timer_on": 1, "deadline": (b.now + rto) % MOD, **fields}
+    if fields:
+        await b.poke(c.id, **fields)
     return c
 
 
@@ -662,11 +671,10 @@ async def fin_wait_1(b: EngineBench, unacked=0, **kw) -> Conn:
         b.write(c.id, unacked)
         seg = await b.next_segment(flags="PA")
         assert seg.len == unacked, seg
-        c.peer.take(seg)
-    c.peer.rcv_nxt = (c.iss + 1) % MOD  # nothing acknowledged: the peer's ACKs say so
     b.command(CommandOp.SHUTDOWN, c.id)
     fin = await b.next_segment(flags="FA")
     assert fin.seq == (c.iss + 1 + unacked) % MOD, fin
+    c.snd_nxt = (fin.seq + 1) % MOD  # the peer acknowledges none of it (rcv_nxt ISS+1)
     await b.settle()
     assert b.state(c.id) == TcpState.FIN_WAIT_1
     return c
@@ -675,7 +683,7 @@ async def fin_wait_1(b: EngineBench, unacked=0, **kw) -> Conn:
 async def fin_wait_2(b: EngineBench, **kw) -> Conn:
     """FIN-WAIT-2: FIN-WAIT-1, then the peer acknowledges our FIN."""
     c = await fin_wait_1(b, **kw)
-    c.peer.rcv_nxt = (c.iss + 2) % MOD
+    c.peer.rcv_nxt = c.snd_nxt
     b.send(c.peer, "A")
     await b.settle()
     assert b.state(c.id) == TcpState.FIN_WAIT_2
@@ -686,7 +694,7 @@ async def _peer_fin(b: EngineBench, c: Conn, state: TcpState) -> None:
     since = len(b.events)
     b.send(c.peer, "FA")
     ack = await b.next_segment(flags="A")
-    assert ack.ack == c.rcv_nxt, ack
+    assert (ack.seq, ack.ack) == (c.snd_nxt, c.rcv_nxt), ack
     await b.event(EventKind.PEER_FIN, conn=c.id, since=since)
     await b.settle()
     assert b.state(c.id) == state
@@ -711,7 +719,8 @@ async def last_ack(b: EngineBench, **kw) -> Conn:
     c = await close_wait(b, **kw)
     b.command(CommandOp.CLOSE, c.id)
     fin = await b.next_segment(flags="FA")
-    assert fin.seq == (c.iss + 1) % MOD, fin
+    assert fin.seq == c.snd_nxt, fin
+    c.snd_nxt = (fin.seq + 1) % MOD
     await b.settle()
     assert b.state(c.id) == TcpState.LAST_ACK
     return c

@@ -4,8 +4,8 @@ Each test puts one connection into a state with a fixture, feeds segment records
 commands, and checks the segment records, copies, deliveries, events, the trace and the
 counters against the RFC rule its docstring cites.  The scenarios are those of
 tests/cocotb_tcp.py that need no datapath.  Time stands still unless a test moves it, so
-timer tests check deadlines to the microsecond.  Tests marked ``xfail(strict=True)`` are
-known engine deviations: they pass once the engine is fixed.
+timer tests check deadlines to the microsecond.  The tests of the deviations fixed by
+engine commit 11d0eea say so in their docstrings; they fail on the engine before it.
 """
 
 import pytest
@@ -376,6 +376,31 @@ def test_established_zero_window_probe():
     run(body)
 
 
+def test_poked_unacked_data_partial_ack_then_retransmit():
+    """RFC 9293 s3.10.7.4 fifth: an ACK with SND.UNA < SEG.ACK =< SND.NXT moves SND.UNA
+    (ACKED returns the credit); one beyond SND.NXT gets an ACK and is dropped; RFC 6298
+    (5.3) restarts the timer and (5.4) resends the earliest unacknowledged byte on
+    expiry.  The 100 unacknowledged bytes are a TCB poke (SND.NXT = ISS+1+100)."""
+    async def body(b):
+        c = await established(b, sent=100)
+        c.peer.rcv_nxt = (c.iss + 1 + 101) % MOD
+        b.send(c.peer, "A")
+        check_ack(await b.next_segment(), c)  # too new: ACK, SND.UNA stays
+        assert b.find_event(EventKind.ACKED) is None
+        c.peer.rcv_nxt = (c.iss + 1 + 40) % MOD
+        b.send(c.peer, "A")
+        ev = await b.event(EventKind.ACKED, conn=c.id)
+        assert ev.value == 40
+        await b.settle()
+        assert b.tcb(c.id)["snd_una"] == c.peer.rcv_nxt
+        await b.advance(RTO - 1)
+        await b.quiet()
+        await b.advance(1)
+        again = await b.next_segment(timeout=200)
+        assert (again.seq, again.len) == (c.peer.rcv_nxt, 60), again
+    run(body)
+
+
 # -- SYN-SENT -------------------------------------------------------------------------------
 
 
@@ -492,12 +517,12 @@ def test_host_commands_refused():
 # -- Known deviations ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="engine deviation: text on a SYN-ACK in SYN-SENT is "
-                   "dropped and not acknowledged")
 def test_syn_sent_synack_with_data():
     """RFC 9293 s3.10.7.3 SYN-SENT, fifth: "If there are other controls or text in the
     segment, then continue processing at the sixth step ... where the URG bit is checked"
-    -- the text of a SYN-ACK is kept: ACK = IRS + 1 + 3 and the 3 bytes copied."""
+    -- the text of a SYN-ACK is kept: ACK = IRS + 1 + 3 and the 3 bytes copied from the
+    first byte of text.  (Until engine commit 11d0eea: ACK IRS + 3, and 2 bytes copied
+    from text offset 1 to IRS + 1, the SYN counted as a byte of text.)"""
     async def body(b):
         c = await syn_sent(b)
         buf = b.send(c.peer, "SA", 3, mss=1460)
@@ -508,12 +533,11 @@ def test_syn_sent_synack_with_data():
     run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="engine deviation: a SYN-ACK in SYN-RECEIVED "
-                   "(simultaneous open) is answered as unacceptable and does not establish")
 def test_simultaneous_open_synack_in_syn_received():
     """RFC 9293 s3.5 figure 8 (MUST-10): in a simultaneous open each end, in SYN-RECEIVED,
     gets the other's <SEQ=IRS><ACK=ISS+1><CTL=SYN,ACK>; it acknowledges our SYN, so the
-    connection is ESTABLISHED (the SYN itself is old: trimmed, s3.10.7.4 first)."""
+    connection is ESTABLISHED (the SYN itself is old: trimmed, s3.10.7.4 first).  (Until
+    engine commit 11d0eea: answered as unacceptable, the connection stayed SYN-RECEIVED.)"""
     async def body(b):
         c = await syn_sent(b)
         b.send(c.peer, "S", mss=1460)
@@ -525,13 +549,11 @@ def test_simultaneous_open_synack_in_syn_received():
     run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="engine deviation: in LISTEN, a segment without SYN "
-                   "and without ACK gets a RST instead of being dropped")
 @pytest.mark.parametrize("flags, length", [("F", 0), ("", 5)], ids=["fin", "bare-text"])
 def test_listen_other_segment_dropped(flags, length):
     """RFC 9293 s3.10.7.2 LISTEN, fourth, "other data or control": a segment with neither
     SYN nor ACK nor RST (a FIN, or bare text) is dropped -- no RST (that is for CLOSED,
-    s3.10.7.1) and no connection."""
+    s3.10.7.1) and no connection.  (Until engine commit 11d0eea: sent to TcpReset.)"""
     async def body(b):
         await b.listen(80)
         b.send(Peer(), flags, length)

@@ -134,7 +134,8 @@ def run_buffer(width, depth, max_words, max_beats, sizes, seed, consumer_speed, 
 @pytest.mark.parametrize(("width", "depth", "max_words", "max_beats"), [
     (1, 64, 24, 25), (3, 32, 10, 11), (8, 16, 8, 9)])
 def test_ring_fills_wraps_and_drops(width, depth, max_words, max_beats):
-    """Small rings: frames of 1 byte up to past ``max_beats`` beats (the largest ones are
+    """docs/architecture.md "RX path in detail" step 3, FrameBuffer docstring.  Small
+    rings: frames of 1 byte up to past ``max_beats`` beats (the largest ones are
     cut at ``max_words`` words and do not overwrite their neighbours), a slow consumer so
     that the ring fills: frames that start without room for a largest frame are not kept,
     and once words are released frames are kept again.  Every stored word reads back."""
@@ -149,9 +150,11 @@ def test_ring_fills_wraps_and_drops(width, depth, max_words, max_beats):
 
 @pytest.mark.parametrize("width", [8, 64])
 def test_default_geometry_fast_consumer(width):
-    """The geometry RxFrontend builds (hdl/rx/frontend.py buffer_geometry) with a prompt
-    consumer: nothing is dropped (the ring holds two largest frames) and every word of
-    frames up to 1514 bytes reads back, across many wraps of the pointers."""
+    """docs/architecture.md "RX path in detail" step 3 and "Configuration"
+    (``rx_buffer_bytes`` holds at least two largest frames).  The geometry RxFrontend
+    builds (hdl/rx/frontend.py buffer_geometry) with a prompt consumer: nothing is dropped
+    and every word read back (every 7th and the last of each frame up to 1514 bytes)
+    matches, across many wraps of the pointers."""
     config = ToeConfig(data_bytes=width, rx_buffer_bytes=4096)
     depth, max_words, max_beats = buffer_geometry(config)
     rng = random.Random(width)

@@ -35,11 +35,12 @@ PORTS = {Verdict.ARP: "arp", Verdict.ICMP_ECHO: "icmp", Verdict.TCP: "tcp"}
 
 
 def test_dispatcher_routes_in_order_under_backpressure():
-    """RxDispatcher alone: 600 random records (every verdict and drop reason, random
-    fields), offered with gaps; the three handlers are ready at random.  Each handler
-    sees exactly its records, in order, with every field intact; at most one handler is
-    offered a record at a time; drops are taken at once with their reason; one release
-    per record, in record order, at the handshake, with the record's ``buf_end``."""
+    """docs/architecture.md block diagram (RxDispatcher: drop + reason -> counters) and
+    the RxDispatcher docstring.  600 random records (every verdict and drop reason,
+    random fields), offered with gaps; the three handlers are ready at random.  Each
+    handler sees exactly its records, in order, with every field intact; at most one
+    handler is offered a record at a time; drops are taken at once with their reason;
+    one release per record, in record order, at the handshake, with its ``buf_end``."""
     ptr_bits = 10
     dut = RxDispatcher(ptr_bits)
     top = Module()  # the dispatcher is combinational: give the simulation a clock domain
@@ -220,13 +221,14 @@ def run_path(width: int, frames, seed: int):
 
 @pytest.mark.parametrize(("width", "count"), [(8, 60), (64, 160)])
 def test_rx_path_full_buffer_drops_and_counts(width, count):
-    """RxFrontend + record queue + RxDispatcher with handlers that read each frame back
-    and stall for long stretches: every frame yields one record in order, taken by the
-    handler its verdict names (sim/reference.py) with the frame's bytes in the buffer, or
-    dropped with its reason; BUFFER_FULL exactly for the frames that started while a
-    largest frame did not fit (used words counted from the releases seen before the
-    frame's first beat, FrameBuffer docstring), and frames are stored again after the
-    handlers catch up."""
+    """docs/architecture.md "RX path in detail" steps 3 and 5; the decisions of
+    sim/reference.py (RFC 791/792/826/9293).  RxFrontend + record queue + RxDispatcher
+    with handlers that read each frame back and stall for long stretches: every frame
+    yields one record in order, taken by the handler its verdict names with the frame's
+    bytes in the buffer, or dropped with its reason; BUFFER_FULL exactly for the frames
+    that started while a largest frame did not fit (used words counted from the releases
+    seen before the frame's first beat, FrameBuffer docstring), and frames are stored
+    again after the handlers catch up."""
     rng = random.Random(width * 31)
     frames = traffic(rng, count)
     config, depth, max_words, first_beat, releases, handled = run_path(width, frames, width)

@@ -439,7 +439,8 @@ class EngineBench:
             self.now += self.us_per_cycle
 
     async def cycles(self, n: int):
-        await self.ctx.tick().repeat(n)
+        if n > 0:
+            await self.ctx.tick().repeat(n)
 
     async def until(self, predicate, timeout=2000, what="condition"):
         for _ in range(timeout):

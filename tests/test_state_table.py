@@ -90,7 +90,8 @@ def test_lookup_helpers():
     assert states.find("ESTABLISHED", "SYN", "CLOSED") is None
     out = states.transitions_from(TcpState.SYN_SENT)
     assert {t.after for t in out} == {TcpState.ESTABLISHED, TcpState.SYN_RECEIVED,
-                                      TcpState.CLOSE_WAIT, TcpState.CLOSED}
+                                      TcpState.CLOSE_WAIT, TcpState.FIN_WAIT_1,
+                                      TcpState.CLOSED}
     assert all(t.after == TcpState.TIME_WAIT for t in states.transitions_to("TIME_WAIT"))
     assert set(states.required_transitions()) >= set(states.figure_transitions())
 

@@ -128,6 +128,8 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
        "simultaneous open: SYN-ACK sent", figure=True),
     _t(S.SYN_SENT, "SYN-ACK", S.CLOSE_WAIT, "s3.10.7.3 fourth, then s3.10.7.4 eighth",
        "a SYN-ACK that carries the peer's FIN: ESTABLISHED, then CLOSE-WAIT"),
+    _t(S.SYN_SENT, "SYN-ACK", S.FIN_WAIT_1, "s3.10.7.3 fourth, s3.10.4 CLOSE in SYN-SENT",
+       "SHUTDOWN came during SYN-SENT: the FIN goes out once the open completes"),
     _t(S.SYN_SENT, "CLOSE", S.CLOSED, "s3.10.4 CLOSE in SYN-SENT, figure 5",
        "CLOSE (not SHUTDOWN) deletes the TCB", figure=True),
     _t(S.SYN_SENT, "RST", S.CLOSED, "s3.10.7.3 second",
@@ -164,10 +166,6 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
        "FIN queued after the data", figure=True),
     _t(S.ESTABLISHED, "written", S.FIN_WAIT_1, "s3.10.4 CLOSE in ESTABLISHED",
        "the end of stream in band"),
-    _t(S.ESTABLISHED, "CLOSE", S.CLOSED, "RFC 1122 s4.2.2.13 (RFC 9293 s3.6)",
-       "CLOSE with received data the host has not read: RST instead of FIN"),
-    _t(S.ESTABLISHED, "written", S.CLOSED, "s3.10.5 (the engine resets)",
-       "the host wrote past the TX ring: RST"),
     _t(S.ESTABLISHED, "FIN", S.CLOSE_WAIT, "s3.10.7.4 eighth, figure 5",
        "ACK sent", figure=True),
     # --- FIN-WAIT-1 --------------------------------------------------------------------------
@@ -200,6 +198,12 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
          "no RST in TIME-WAIT" if state == S.TIME_WAIT else "RST sent",
          required=state == S.ESTABLISHED)
       for state in SYNCHRONIZED),
+    *(_t(state, "CLOSE", S.CLOSED, "SHLD-3, RFC 2525 s2.17, RFC 1122 s4.2.2.13",
+         "CLOSE with received data the host has not read: RST instead of FIN")
+      for state in SYNCHRONIZED if state != S.TIME_WAIT),
+    *(_t(state, "written", S.CLOSED, "s3.10.5 (the engine resets), docs/host-driver.md",
+         "the host wrote beyond its send credit: the stream cannot be whole, RST")
+      for state in (S.SYN_SENT, S.SYN_RECEIVED) + SYNCHRONIZED),
     *(_t(state, "timeout", S.CLOSED, _R2, "R2 of the retransmission timer",
          required=state == S.ESTABLISHED)
       for state in (S.ESTABLISHED, S.FIN_WAIT_1, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK)),

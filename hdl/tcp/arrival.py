@@ -1,0 +1,362 @@
+"""Segment arrival: RFC 9293 s3.10.7 as steps of the TCP engine.
+
+Index of the RFC's steps and the engine's steps that carry them out:
+
+=====================================  ==============================================
+RFC 9293                               engine step
+=====================================  ==============================================
+socket pair lookup                     ``seg_lookup``, ``seg_lookup_wait``
+s3.10.7.1 CLOSED (no connection)       ``seg_no_conn`` -> ``seg_to_reset`` (TcpReset)
+s3.10.7.2 LISTEN                       ``seg_no_conn`` (first..fourth), then the
+                                       passive open of :mod:`hdl.tcp.opening`
+s3.10.7.3 SYN-SENT                     ``seg_in_syn_sent``
+s3.10.7.4 first, sequence number       ``seg_check_seq``
+s3.10.7.4 second, RST bit              ``seg_check_rst``
+s3.10.7.4 third, security              (no security compartments)
+s3.10.7.4 fourth, SYN bit              ``seg_check_syn``
+s3.10.7.4 fifth, ACK field             ``seg_check_ack``, ``rtt_sample``, ``rtt_wait``
+s3.10.7.4 sixth, URG bit               (urgent data is not supported)
+s3.10.7.4 seventh, segment text        ``seg_text`` (and the FIN-acked state changes
+                                       of the fifth step)
+s3.10.7.4 eighth, FIN bit              ``seg_fin``
+=====================================  ==============================================
+
+RFC 5961 (s3.2 RST, s4.2 SYN, s5.2 ACK) replaces parts of the second, fourth and fifth
+steps: a challenge ACK instead of acting on a segment that could be blind.
+"""
+
+from amaranth.hdl import Mux
+
+from ..host_if import ErrorCode, EventKind
+from ..proto import tcp
+from .conn_table import ConnTableOp
+from .event_context import EventSlot
+from .seq import seq_diff, seq_le, seq_lt, seq_min
+from .states import SYNCHRONIZED, TcpState
+
+__all__ = ["add_arrival_steps"]
+
+S = TcpState
+
+
+def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
+    """The steps of segment arrival, into the engine's FSM (``e``: the EventContext)."""
+    m, cfg, t, s = e.m, e.cfg, e.t, e.s
+    f_fin, f_syn, f_rst, f_ack = e.f_fin, e.f_syn, e.f_rst, e.f_ack
+    two_msl = 2 * cfg.msl_us
+
+    with m.State("seg_lookup"):
+        e.request_lookup(ConnTableOp.LOOKUP, s.ip_src, s.tcp_sport, s.tcp_dport)
+        with m.If(lookup.request.ready):
+            m.next = "seg_lookup_wait"
+
+    with m.State("seg_lookup_wait"):
+        m.d.comb += lookup.response.ready.eq(1)
+        hits, index = listeners.match(s.tcp_dport, "seg_listener")
+        m.d.sync += [e.listener.eq(index), e.l_hit.eq(hits.any())]
+        with m.If(lookup.response.valid):
+            with m.If(lookup.response.p.found):
+                m.d.sync += e.cid.eq(lookup.response.p.conn_id)
+                m.next = "tcb_read"
+            with m.Else():
+                m.next = "seg_no_conn"
+
+    with m.State("seg_no_conn"):
+        # s3.10.7.2 LISTEN: first an RST is ignored (the reset handler never answers
+        # one), second an ACK is answered with a reset, third a SYN opens a connection,
+        # fourth anything else is dropped.  No listener: s3.10.7.1, a reset.
+        with m.If(e.l_hit & ~f_rst & ~f_ack & ~f_syn):
+            e.count("tcp_listen_drops")
+            m.next = "emit"
+        with m.Elif(e.l_hit & f_syn & ~f_rst & ~f_ack):
+            with m.If(listeners.has_room(e.listener) & ids.available):
+                m.d.sync += e.cid.eq(ids.next_id)
+                m.d.comb += ids.take.eq(1)
+                m.next = "passive_tcb_read"
+            with m.Else():
+                e.count("tcp_backlog_drops")
+                m.next = "emit"
+        with m.Else():
+            m.next = "seg_to_reset"
+
+    with m.State("seg_to_reset"):
+        m.d.comb += [e.reset_meta.valid.eq(1), e.reset_meta.p.eq(s)]
+        with m.If(e.reset_meta.ready):
+            m.next = "emit"
+
+    with m.State("seg_dispatch"):
+        with m.If(t.state == S.SYN_SENT):
+            m.next = "seg_in_syn_sent"
+        with m.Elif(t.state == S.CLOSED):
+            # A stale table entry cannot exist (CLOSED deletes it); answer as for no
+            # connection.
+            m.d.sync += e.write_tcb.eq(0)
+            m.next = "seg_to_reset"
+        with m.Else():
+            m.next = "seg_check_seq"
+
+    with m.State("seg_in_syn_sent"):
+        # s3.10.7.3.
+        m.next = "finish"
+        ack_ok = s.tcp_ack == t.snd_nxt  # SND.UNA < SEG.ACK =< SND.NXT, SND.UNA = ISS
+        with m.If(f_ack & ~ack_ok):
+            with m.If(~f_rst):
+                m.d.sync += e.write_tcb.eq(0)
+                m.next = "seg_to_reset"  # <SEQ=SEG.ACK><CTL=RST>
+        with m.Elif(f_rst):
+            with m.If(f_ack):
+                # "error: connection reset" -- the peer refused (RFC 5961 s3).
+                e.to_closed(S.SYN_SENT, "s3.10.7.3 second: RST with acceptable ACK")
+                e.event(EventSlot.ENDING, EventKind.RESET, ErrorCode.REFUSED)
+                e.count("tcp_resets_in")
+        with m.Elif(f_syn):
+            m.d.sync += [
+                t.irs.eq(s.tcp_seq), t.rcv_nxt.eq(s.tcp_seq + 1),
+                t.rcv_read.eq(s.tcp_seq + 1), t.rcv_dlv.eq(s.tcp_seq + 1),
+                t.rcv_adv.eq(s.tcp_seq + 1),
+                t.snd_mss.eq(e.peer_mss),
+                t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
+                t.snd_wl2.eq(s.tcp_ack),
+            ]
+            with m.If(f_ack):
+                with m.If(t.fin_queued):
+                    # SHUTDOWN came during SYN-SENT: the FIN goes out now.
+                    e.set_state(S.FIN_WAIT_1, S.SYN_SENT,
+                                "s3.10.7.3 fourth, with a CLOSE queued (s3.10.4)")
+                    e.enqueue()
+                with m.Else():
+                    e.set_state(S.ESTABLISHED, S.SYN_SENT, "s3.10.7.3 fourth: SYN-ACK")
+                m.d.sync += [t.snd_una.eq(s.tcp_ack), t.timer_on.eq(0), t.backoff.eq(0)]
+                e.syn_rto_floor()
+                e.send_ack()
+                e.event(EventSlot.OPEN, EventKind.ESTABLISHED)
+                e.count("tcp_established")
+                # "If there are other controls or text in the segment, then continue
+                # processing at the sixth step" (s3.10.7.3).
+                m.next = "seg_text"
+                with m.If(t.rtt_active):
+                    m.next = "rtt_sample"
+            with m.Else():
+                # Simultaneous open (s3.5 figure 8): SYN-RECEIVED, not passive.
+                e.set_state(S.SYN_RECEIVED, S.SYN_SENT, "s3.10.7.3 fourth: SYN, figure 8")
+                m.d.sync += t.rtt_active.eq(0)
+                e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+
+    with m.State("seg_check_seq"):
+        # s3.10.7.4 first: the acceptability test, on the window we advertise.
+        rcv_wnd = e.rcv_wnd
+        seq_end = (s.tcp_seq + e.seg_len - 1)[:32]
+        wnd_end = (t.rcv_nxt + rcv_wnd)[:32]
+        start_in = seq_le(t.rcv_nxt, s.tcp_seq) & seq_lt(s.tcp_seq, wnd_end)
+        end_in = seq_le(t.rcv_nxt, seq_end) & seq_lt(seq_end, wnd_end)
+        acceptable = Mux(e.seg_len == 0,
+                         Mux(rcv_wnd == 0, s.tcp_seq == t.rcv_nxt, start_in),
+                         (rcv_wnd != 0) & (start_in | end_in))
+        m.next = "finish"
+        with m.If((t.state == S.SYN_RECEIVED) & f_syn & ~f_rst & ~f_ack
+                  & (s.tcp_seq == t.irs)):
+            # The peer retransmitted its SYN: our SYN-ACK was lost.
+            e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+        with m.Elif((t.state == S.SYN_RECEIVED) & ~t.passive & f_syn & f_ack & ~f_rst
+                    & (s.tcp_seq == t.irs)):
+            # Simultaneous open (s3.5 figure 8, line 5): the peer's SYN-ACK acknowledges
+            # our SYN.  Its SYN is the one already received; the ACK completes the open
+            # (fifth step), as in Linux and FreeBSD.
+            m.next = "seg_check_ack"
+        with m.Elif(~acceptable):
+            e.count("tcp_bad_seq")
+            with m.If(~f_rst):
+                e.send_ack()
+                with m.If((t.state == S.TIME_WAIT) & f_fin):
+                    # MUST-13: a retransmitted FIN restarts the 2 MSL wait.
+                    e.start_timer(two_msl)
+        with m.Elif(f_rst):
+            m.next = "seg_check_rst"
+        with m.Elif(f_syn):
+            m.next = "seg_check_syn"
+        with m.Elif(~f_ack):
+            pass  # "if the ACK bit is off, drop the segment and return"
+        with m.Else():
+            m.next = "seg_check_ack"
+
+    with m.State("seg_check_rst"):
+        # s3.10.7.4 second, with RFC 5961 s3.2: reset only at exactly RCV.NXT, else a
+        # challenge ACK.
+        m.next = "finish"
+        with m.If(s.tcp_seq == t.rcv_nxt):
+            e.count("tcp_resets_in")
+            e.to_closed((S.SYN_RECEIVED,) + SYNCHRONIZED, "s3.10.7.4 second, RFC 5961 s3.2")
+            with m.If((t.state == S.SYN_RECEIVED) & t.passive):
+                # MUST-10/11: back to LISTEN; the listener never lost its state.
+                listeners.free_place(t.listener)
+            with m.Elif(t.state == S.SYN_RECEIVED):
+                e.event(EventSlot.ENDING, EventKind.RESET, ErrorCode.REFUSED)
+            with m.Elif(t.owned):
+                e.event(EventSlot.ENDING, EventKind.RESET, ErrorCode.RESET)
+        with m.Else():
+            challenge_ack()
+
+    with m.State("seg_check_syn"):
+        # s3.10.7.4 fourth, with RFC 5961 s4.2.
+        m.next = "finish"
+        with m.If((t.state == S.SYN_RECEIVED) & t.passive):
+            e.to_closed(S.SYN_RECEIVED, "s3.10.7.4 fourth: SYN in SYN-RECEIVED of a passive "
+                        "open, back to LISTEN")
+            listeners.free_place(t.listener)
+        with m.Else():
+            challenge_ack()
+
+    with m.State("seg_check_ack"):
+        # s3.10.7.4 fifth, with RFC 5961 s5.2.
+        m.next = "seg_text"
+        ack = s.tcp_ack
+        with m.If(t.state == S.SYN_RECEIVED):
+            with m.If(e.ack_in_window(ack)):
+                with m.If(t.fin_queued):
+                    e.set_state(S.FIN_WAIT_1, S.SYN_RECEIVED,
+                                "s3.10.7.4 fifth, with a CLOSE queued (s3.10.4)")
+                    e.enqueue()
+                with m.Else():
+                    e.set_state(S.ESTABLISHED, S.SYN_RECEIVED, "s3.10.7.4 fifth")
+                m.d.sync += [
+                    t.snd_una.eq(ack), t.timer_on.eq(0), t.backoff.eq(0),
+                    t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
+                    t.snd_wl2.eq(ack), t.owned.eq(1),
+                ]
+                e.syn_rto_floor()
+                e.count("tcp_established")
+                e.event(EventSlot.OPEN,
+                        Mux(t.passive, EventKind.ACCEPTED, EventKind.ESTABLISHED))
+                with m.If(t.rtt_active):
+                    m.next = "rtt_sample"
+            with m.Else():
+                m.d.sync += e.write_tcb.eq(0)
+                m.next = "seg_to_reset"  # <SEQ=SEG.ACK><CTL=RST>
+        with m.Elif(seq_lt(t.snd_max, ack)):
+            # Acknowledges something not yet sent: ACK and drop.
+            e.send_ack()
+            m.next = "finish"
+        with m.Elif(seq_lt(ack, (t.snd_una - 0xFFFF)[:32])):
+            # RFC 5961 s5.2: older than SND.UNA - MAX.SND.WND.
+            challenge_ack()
+            m.next = "finish"
+        with m.Else():
+            with m.If(seq_lt(t.snd_una, ack)):
+                data_from = Mux(seq_lt(t.snd_una, t.iss + 1), t.iss + 1, t.snd_una)[:32]
+                data_to = Mux(seq_lt(t.snd_end, ack), t.snd_end, ack)
+                acked = seq_diff(data_to, data_from)
+                m.d.sync += [t.snd_una.eq(ack), t.backoff.eq(0), e.do_limit.eq(1)]
+                with m.If(~acked[31] & (acked != 0)):
+                    e.event(EventSlot.ACKED, EventKind.ACKED, value=acked)
+                with m.If(seq_lt(t.snd_nxt, ack)):
+                    m.d.sync += t.snd_nxt.eq(ack)
+                # RFC 6298 (5.2), (5.3).
+                with m.If(ack == t.snd_max):
+                    m.d.sync += t.timer_on.eq(0)
+                with m.Else():
+                    e.start_timer(t.rto)
+                with m.If(seq_diff(t.snd_end, ack) != 0):
+                    e.enqueue()
+                with m.If(t.rtt_active & seq_le(t.rtt_seq, ack)):
+                    m.next = "rtt_sample"
+            with m.If((ack == t.snd_una) & (s.tcp_window == 0)
+                      & (t.backoff > cfg.r1_retries)):
+                # The peer answers our zero-window probes: it is alive (RFC 9293
+                # s3.8.6.1: no abort while probes are acknowledged).
+                m.d.sync += t.backoff.eq(cfg.r1_retries)
+            # Window update (s3.10.7.4, SND.WL1/SND.WL2 rule).
+            with m.If(seq_lt(t.snd_wl1, s.tcp_seq)
+                      | ((t.snd_wl1 == s.tcp_seq) & seq_le(t.snd_wl2, ack))):
+                m.d.sync += [t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
+                             t.snd_wl2.eq(ack)]
+                with m.If((s.tcp_window > t.snd_wnd) & (t.snd_end != t.snd_nxt)):
+                    e.enqueue()
+
+    with m.State("rtt_sample"):
+        m.d.comb += [
+            rtt.sample.valid.eq(1),
+            rtt.sample.p.rtt_us.eq(seq_diff(e.now, t.rtt_time)),
+            rtt.sample.p.srtt.eq(t.srtt),
+            rtt.sample.p.rttvar.eq(t.rttvar),
+            rtt.sample.p.first.eq(~t.rtt_valid),
+        ]
+        with m.If(rtt.sample.ready):
+            m.next = "rtt_wait"
+
+    with m.State("rtt_wait"):
+        m.d.comb += rtt.estimate.ready.eq(1)
+        with m.If(rtt.estimate.valid):
+            m.d.sync += [
+                t.srtt.eq(rtt.estimate.p.srtt), t.rttvar.eq(rtt.estimate.p.rttvar),
+                t.rto.eq(rtt.estimate.p.rto), t.rtt_valid.eq(1), t.rtt_active.eq(0),
+            ]
+            with m.If(t.timer_on):
+                e.start_timer(rtt.estimate.p.rto)
+            m.next = "seg_text"
+
+    with m.State("seg_text"):
+        # Our FIN acknowledged? (s3.10.7.4 fifth, per state.)
+        with m.Switch(t.state):
+            with m.Case(S.FIN_WAIT_1):
+                with m.If(e.fin_acked):
+                    e.set_state(S.FIN_WAIT_2, S.FIN_WAIT_1, "s3.10.7.4 fifth, FIN-WAIT-1")
+            with m.Case(S.CLOSING):
+                with m.If(e.fin_acked):
+                    e.set_state(S.TIME_WAIT, S.CLOSING, "s3.10.7.4 fifth, CLOSING")
+                    e.start_timer(two_msl)
+            with m.Case(S.LAST_ACK):
+                with m.If(e.fin_acked):
+                    e.to_closed(S.LAST_ACK, "s3.10.7.4 fifth, LAST-ACK")
+                    e.event(EventSlot.ENDING, EventKind.CLOSED)
+        # Seventh: segment text, in order only.  The text of a SYN-ACK starts after
+        # the SYN (SEG.SEQ + 1).
+        trim = seq_diff(t.rcv_nxt, e.data_seq)  # bytes already received
+        in_order = ~trim[31]
+        fresh_bytes = Mux(in_order & (trim < s.tcp_payload_len), s.tcp_payload_len - trim, 0)
+        take = seq_min(fresh_bytes, e.rx_free)[:16]
+        receiving = e.in_states(S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2)
+        m.next = "seg_fin"
+        with m.If(receiving & (s.tcp_payload_len != 0)):
+            with m.If(~in_order):
+                e.count("tcp_out_of_order")
+                e.send_ack()
+            with m.Elif(take != 0):
+                m.d.sync += t.rcv_nxt.eq(t.rcv_nxt + take)
+                with m.If(t.host_closed):
+                    # Nobody reads any more: the bytes are consumed.
+                    m.d.sync += t.rcv_dlv.eq(t.rcv_nxt + take)
+                    with m.If(t.dlv_out == 0):
+                        m.d.sync += t.rcv_read.eq(t.rcv_nxt + take)
+                with m.Else():
+                    m.d.sync += [
+                        e.do_copy.eq(1),
+                        e.cp.offset.eq(e.payload_at + trim),
+                        e.cp.length.eq(take),
+                        e.cp.pos.eq(t.rcv_nxt),
+                    ]
+                e.send_ack()
+            with m.Else():
+                e.send_ack()  # duplicate or no room: ACK RCV.NXT
+
+    with m.State("seg_fin"):
+        # Eighth: the FIN, if every byte before it has been received.
+        m.next = "finish"
+        fin_seq = (e.data_seq + s.tcp_payload_len)[:32]
+        with m.If(f_fin & (fin_seq == t.rcv_nxt) & (t.state != S.CLOSED) & ~t.fin_received):
+            m.d.sync += [t.rcv_nxt.eq(t.rcv_nxt + 1), t.fin_received.eq(1)]
+            e.send_ack()
+            e.event(EventSlot.PEER_FIN, EventKind.PEER_FIN, value=seq_diff(t.rcv_nxt, t.irs + 1))
+            with m.Switch(t.state):
+                with m.Case(S.ESTABLISHED):
+                    e.set_state(S.CLOSE_WAIT, S.ESTABLISHED, "s3.10.7.4 eighth")
+                with m.Case(S.FIN_WAIT_1):
+                    # Our FIN is not acknowledged (the fifth step would have moved the
+                    # connection to FIN-WAIT-2, and TIME-WAIT follows from there).
+                    e.set_state(S.CLOSING, S.FIN_WAIT_1, "s3.10.7.4 eighth")
+                with m.Case(S.FIN_WAIT_2):
+                    e.set_state(S.TIME_WAIT, S.FIN_WAIT_2, "s3.10.7.4 eighth")
+                    e.start_timer(two_msl)
+        with m.Elif(f_fin & (t.state == S.TIME_WAIT)):
+            e.send_ack()
+            e.start_timer(two_msl)  # MUST-13
+

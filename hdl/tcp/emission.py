@@ -1,0 +1,142 @@
+"""The common tail of every event of the TCP engine: deliveries and the release of the
+id (``finish``), the event's products one per cycle in a fixed order (``emit``), and the
+TCB write-back (``tcb_write``).
+
+Order of the products: the lookup-table delete (a CLOSED connection leaves the table
+before anything else can find it), the segment, the copy of received text, the delivery
+to the host, the host events in :class:`~hdl.tcp.event_context.EventSlot` order; then,
+with the TCB write, the TX writer's limit, the output queue, the free id and the frame
+buffer release of the segment.  The trace record of the event leaves with the write.
+"""
+
+from amaranth.hdl import Cat, Mux
+
+from ..host_if import EventKind
+from ..proto import tcp
+from .conn_table import ConnTableOp
+from .event_context import EventSlot, EventSource
+from .seq import seq_lt
+from .states import TcpState
+
+__all__ = ["add_emission_steps"]
+
+
+def add_emission_steps(e, lookup, ids, output_queue, engine):
+    """``engine``: the :class:`~hdl.tcp.engine.TcpEngine` (its output ports)."""
+    m, cfg, t, s = e.m, e.cfg, e.t, e.s
+
+    with m.State("finish"):
+        # Deliveries, and the release of an id nobody needs any more.
+        with m.If(~e.do_dlv & ~t.host_closed & t.owned):
+            e.deliver_more(t.rcv_credit)
+        with m.If(e.write_tcb & (t.state == TcpState.CLOSED)
+                  & (t.host_closed | ~t.owned) & (t.owned | t.passive | t.host_closed)
+                  & (t.dlv_out == 0) & ~e.do_free):
+            m.d.sync += [e.do_free.eq(1), e.do_limit.eq(1), t.owned.eq(0),
+                         t.passive.eq(0), t.host_closed.eq(0)]
+            with m.If(t.owned):
+                e.event(EventSlot.RELEASED, EventKind.RELEASED)
+        m.next = "emit"
+
+    with m.State("emit"):
+        # One product per cycle, in order; the TCB is written last.
+        with m.If(e.do_delete):
+            e.request_lookup(ConnTableOp.DELETE, t.remote_ip, t.remote_port, t.local_port)
+            with m.If(lookup.request.ready):
+                m.d.sync += [e.do_delete.eq(0), e.del_wait.eq(1)]
+        with m.Elif(e.del_wait):
+            m.d.comb += lookup.response.ready.eq(1)
+            with m.If(lookup.response.valid):
+                m.d.sync += e.del_wait.eq(0)
+        with m.Elif(e.do_seg):
+            seg, out = e.seg, engine.segment
+            m.d.comb += [
+                out.valid.eq(1),
+                out.p.conn.eq(e.cid),
+                out.p.eth_dst.eq(t.remote_mac),
+                out.p.ip_dst.eq(t.remote_ip),
+                out.p.sport.eq(t.local_port),
+                out.p.dport.eq(t.remote_port),
+                out.p.seq.eq(seg.seq),
+                # The ACK field is always the final RCV.NXT of the event.
+                out.p.ack.eq(Mux(seg.flags & tcp.ACK_FLAG, t.rcv_nxt, 0)),
+                out.p.flags.eq(seg.flags),
+                out.p.window.eq(Mux(seg.flags & tcp.RST, 0, e.rcv_wnd)),
+                out.p.mss_option.eq(seg.mss),
+                out.p.mss.eq(cfg.mss),
+                out.p.payload_pos.eq(seg.pos),
+                out.p.payload_len.eq(seg.len),
+            ]
+            with m.If(out.ready):
+                m.d.sync += [e.do_seg.eq(0), e.emitted.eq(1)]
+                with m.If(seg.flags & tcp.ACK_FLAG):
+                    m.d.sync += t.rcv_adv.eq(t.rcv_nxt + e.rcv_wnd)
+        with m.Elif(e.do_copy):
+            m.d.comb += [
+                engine.copy.valid.eq(1),
+                engine.copy.p.conn.eq(e.cid),
+                engine.copy.p.buf_start.eq(s.buf_start),
+                engine.copy.p.offset.eq(e.cp.offset),
+                engine.copy.p.length.eq(e.cp.length),
+                engine.copy.p.ring_pos.eq(e.cp.pos),
+            ]
+            with m.If(engine.copy.ready):
+                m.d.sync += e.do_copy.eq(0)
+        with m.Elif(e.do_dlv):
+            m.d.comb += [engine.delivery.valid.eq(1), engine.delivery.p.eq(e.dlv),
+                         engine.delivery.p.conn.eq(e.cid)]
+            with m.If(engine.delivery.ready):
+                m.d.sync += e.do_dlv.eq(0)
+        with m.Elif(Cat(slot.on for slot in e.ev).any()):
+            evt = engine.evt
+            m.d.comb += [
+                evt.valid.eq(1),
+                evt.p.conn.eq(e.cid),
+                evt.p.tag.eq(e.c.tag),
+                evt.p.port.eq(Mux(e.ev_listen, e.c.port, t.local_port)),
+                evt.p.remote_port.eq(t.remote_port),
+                evt.p.addr.eq(t.remote_ip),
+            ]
+            first = True
+            for slot in e.ev:  # the first raised slot goes out
+                with (m.If if first else m.Elif)(slot.on):
+                    m.d.comb += [evt.p.kind.eq(slot.kind), evt.p.code.eq(slot.code),
+                                 evt.p.value.eq(slot.value)]
+                    with m.If(evt.ready):
+                        m.d.sync += slot.on.eq(0)
+                first = False
+        with m.Else():
+            m.next = "tcb_write"
+
+    with m.State("tcb_write"):
+        m.d.comb += e.tcb_wr_en.eq(e.write_tcb)
+        m.d.sync += [
+            # Timer scans and output checks that change nothing are not traced.
+            engine.trace.valid.eq(
+                e.trace_listen | e.write_tcb & (
+                    e.emitted | (e.before != t.state)
+                    | ((e.src != EventSource.OUTPUT) & (e.src != EventSource.TIMER)))),
+            engine.trace.source.eq(e.src.as_value()),
+            engine.trace.before.eq(e.before),
+            engine.trace.after.eq(t.state),
+            engine.trace.flags.eq(s.tcp_flags),
+            engine.trace.data.eq(s.tcp_payload_len != 0),
+            engine.trace.op.eq(e.c.op),
+        ]
+        with m.If(e.do_limit & e.write_tcb):
+            m.d.comb += [
+                engine.limit_we.eq(1),
+                engine.limit_data.limit.eq(
+                    Mux(seq_lt(t.snd_una, t.iss + 1), t.iss + 1, t.snd_una)
+                    + cfg.tx_ring_bytes),
+                engine.limit_data.gen.eq(t.tx_gen),
+                engine.limit_data.open.eq(t.owned | t.passive),
+                engine.limit_data.shut.eq(t.fin_queued),
+            ]
+        with m.If(e.do_enqueue):
+            m.d.comb += [output_queue.w_en.eq(1), output_queue.w_data.eq(e.cid)]
+        with m.If(e.do_free):
+            m.d.comb += [ids.release.eq(1), ids.release_id.eq(e.cid)]
+        with m.If(e.do_take):
+            m.d.comb += engine.seg_in.ready.eq(1)
+        m.next = "idle"

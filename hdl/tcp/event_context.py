@@ -1,0 +1,294 @@
+"""What every step of the TCP engine shares while it processes one event.
+
+The engine (:mod:`hdl.tcp.engine`) handles one event at a time: the TCB of the event's
+connection is loaded into the register ``t``, the event's steps change ``t`` and queue
+what the event produces, and the common tail (:mod:`hdl.tcp.emission`) sends the
+products in a fixed order and writes ``t`` back.  :class:`EventContext` holds those
+working registers, the product registers and the helpers through which the steps of
+every handler module (:mod:`hdl.tcp.arrival`, :mod:`hdl.tcp.user_calls`,
+:mod:`hdl.tcp.output`, :mod:`hdl.tcp.timers`) change them, so that a rule is written
+once: sending a segment, raising a host event, starting the connection timer, and
+every change of the TCP state (:meth:`EventContext.set_state`).
+"""
+
+import enum as py_enum
+
+from amaranth.hdl import Cat, Mux, Signal
+from amaranth.lib import data, enum
+
+from ..host_if import CommandOp, ErrorCode, EventKind, command_layout
+from ..proto import ethernet, tcp
+from ..rx.meta import rx_meta_layout
+from .seq import seq_diff, seq_lt, seq_min
+from .states import SYNCHRONIZED, TcpState
+from .tcb import delivery_layout, tcb_layout, written_layout
+
+__all__ = ["EventSource", "EventSlot", "EventContext", "ENGINE_COUNTERS", "TRACE_SOURCES",
+           "trace_layout"]
+
+
+class EventSource(enum.Enum, shape=3):
+    """Where an event comes from; the engine serves the sources round robin, in this
+    order (RFC 9293 s3.10: user calls, arriving segments, timeouts)."""
+
+    DELIVERED = 0  # the RX delivery engine handed bytes to the host (s3.10.3 RECEIVE)
+    WRITTEN = 1  # the TX writer stored host bytes (s3.10.2 SEND)
+    COMMAND = 2  # a host command (s3.10.1 OPEN, s3.10.4 CLOSE, s3.10.5 ABORT, ...)
+    SEGMENT = 3  # a received segment (s3.10.7)
+    OUTPUT = 4  # a connection in the output queue may have something to send
+    TIMER = 5  # the timer scan reached a connection (s3.10.8)
+
+
+#: ``trace.source`` values, by name (:data:`EventSource` order).
+TRACE_SOURCES = ("delivered", "written", "cmd", "seg", "output", "timer")
+
+
+class EventSlot(py_enum.IntEnum):
+    """The host events one engine event can raise, in the order they are emitted."""
+
+    OPEN = 0  # LISTENING, UNLISTENED, CONNECTING, ESTABLISHED, ACCEPTED, or ERROR
+    ACKED = 1
+    PEER_FIN = 2
+    ENDING = 3  # CLOSED, RESET or TIMEOUT
+    RELEASED = 4
+
+
+#: Event counters of the engine (strobes on ``counters``), in this order.
+ENGINE_COUNTERS = [
+    "tcp_active_opens",  # CONNECT sent a SYN
+    "tcp_passive_opens",  # a SYN to a listening port was answered
+    "tcp_established",  # connections that reached ESTABLISHED
+    "tcp_retransmits",  # segments sent again after a timeout
+    "tcp_r1",  # retransmissions that reached R1 (RFC 9293 s3.8.3)
+    "tcp_timeouts",  # connections aborted at R2
+    "tcp_resets_in",  # connections reset by an acceptable RST
+    "tcp_rst_out",  # RSTs sent by ABORT
+    "tcp_challenge_acks",  # RFC 5961 challenge ACKs sent
+    "tcp_challenge_limited",  # challenge ACKs suppressed by the rate limit
+    "tcp_bad_seq",  # segments failing the acceptability test (ACK sent unless RST)
+    "tcp_out_of_order",  # in-window segments beyond RCV.NXT: data dropped, ACK sent
+    "tcp_backlog_drops",  # SYNs to a listener whose backlog is full (or no free id)
+    "tcp_host_errors",  # ERROR events
+    "tcp_listen_drops",  # segments to a listener without SYN, ACK or RST (s3.10.7.2)
+]
+
+#: One processed event, for coverage: the state before and after, and what the event was
+#: (the source; the segment's flags and whether it carried data; the command).
+trace_layout = data.StructLayout({
+    "valid": 1,
+    "source": range(len(TRACE_SOURCES)),
+    "before": TcpState,
+    "after": TcpState,
+    "flags": 8,
+    "data": 1,
+    "op": CommandOp,
+})
+
+_event_slot_layout = data.StructLayout({"on": 1, "kind": EventKind, "code": ErrorCode,
+                                        "value": 32})
+
+
+class EventContext:
+    """The registers of the event in progress and the helpers that change them.
+
+    Working registers: ``t`` (the TCB), ``cid`` (its connection id), ``s`` (the segment,
+    :func:`rx_meta_layout`), ``c`` (the command), ``src`` (:class:`EventSource`),
+    ``before`` (the TCP state when the event started), ``write_tcb``.
+
+    Products, sent by the common tail in this order: a lookup-table delete, a segment
+    (``do_seg``/``seg``), a copy of received text into the RX ring (``do_copy``/``cp``),
+    a delivery to the host (``do_dlv``/``dlv``), the host events (``ev[slot]``), then the
+    TCB write with the TX writer's limit (``do_limit``), the output queue
+    (``do_enqueue``), the release of the id (``do_free``) and of the segment's frame
+    (``do_take``).
+
+    ``transitions`` lists, at elaboration, every TCP state change the steps can make as
+    ``(from_states, to_state, reference)``: the engine's test compares it with the
+    transition table of :mod:`hdl.tcp.states`.
+    """
+
+    def __init__(self, m, config, buffer_ptr_bits, now, strobes, lookup):
+        self.m = m
+        self.cfg = config
+        self.now = now
+        self.strobes = strobes
+        self.lookup = lookup
+        self.transitions: list[tuple[tuple[TcpState, ...], TcpState, str]] = []
+        cfg = config
+
+        self.t = Signal(tcb_layout(cfg))
+        self.cid = Signal(cfg.conn_bits)
+        self.s = Signal(rx_meta_layout(buffer_ptr_bits))
+        self.c = Signal(command_layout(cfg))
+        self.src = Signal(EventSource)
+        self.before = Signal(TcpState)
+        self.write_tcb = Signal()
+        self.w_info = Signal(written_layout(cfg))  # the TX writer's report
+        self.d_end = Signal(32)  # the delivery engine's report: the ring is free up to here
+        self.trace_listen = Signal()  # a LISTEN/UNLISTEN: no TCB, still a transition
+        self.emitted = Signal()  # a segment was sent for this event
+        self.listener = Signal(range(cfg.listeners))  # the listener a SYN matched
+        self.l_hit = Signal()  # a listener matched
+        # Set by the engine: the TCB memory's read data and write enable, the port
+        # for segments that find no connection.
+        self.tcb_rd_data = None
+        self.tcb_wr_en = None
+        self.reset_meta = None
+
+        self.do_seg = Signal()
+        self.seg = Signal(data.StructLayout({
+            "flags": 8, "seq": 32, "pos": 32, "len": 16, "mss": 1}))
+        self.do_copy = Signal()
+        self.cp = Signal(data.StructLayout({"offset": 16, "length": 16, "pos": 32}))
+        self.do_dlv = Signal()
+        self.dlv = Signal(delivery_layout(cfg))
+        self.do_delete = Signal()
+        self.del_wait = Signal()
+        self.do_limit = Signal()
+        self.do_enqueue = Signal()
+        self.do_free = Signal()
+        self.do_take = Signal()
+        self.ev = [Signal(_event_slot_layout, name=f"ev_{slot.name.lower()}")
+                   for slot in EventSlot]
+        self.ev_listen = Signal()  # the OPEN slot carries the command's port and tag
+
+        # Views of the TCB and the segment used by several handlers.
+        t, s = self.t, self.s
+        flags = s.tcp_flags
+        self.f_fin, self.f_syn, self.f_rst, self.f_ack = flags[0], flags[1], flags[2], flags[4]
+        self.seg_len = Signal(17)  # SEG.LEN: text, SYN and FIN
+        self.data_seq = Signal(32)  # the sequence number of the first byte of text
+        self.payload_at = Signal(16)  # the frame offset of the first byte of text
+        self.rx_free = Signal(18)
+        self.rcv_wnd = Signal(16)
+        self.synchronized = Signal()
+        self.rcv_data_end = (t.rcv_nxt - t.fin_received)[:32]  # the FIN is no byte
+        m.d.comb += [
+            self.seg_len.eq(s.tcp_payload_len + self.f_syn + self.f_fin),
+            self.data_seq.eq(s.tcp_seq + self.f_syn),
+            self.payload_at.eq(ethernet.HEADER_BYTES + (s.ip_ihl << 2) + (s.tcp_doff << 2)),
+            self.rx_free.eq(cfg.rx_ring_bytes - seq_diff(t.rcv_nxt, t.rcv_read)),
+            self.rcv_wnd.eq(seq_min(self.rx_free, 0xFFFF)),
+            self.synchronized.eq(self.in_states(*SYNCHRONIZED)),
+        ]
+        self.closing_sends_fin = self.in_states(TcpState.FIN_WAIT_1, TcpState.CLOSING,
+                                                TcpState.LAST_ACK)
+        # Received bytes never handed to the delivery engine.  (Bytes handed over but
+        # not yet reported delivered may be in the host's hands already: not counted.)
+        self.unread = self.rcv_data_end != t.rcv_dlv
+        self.peer_mss = Mux(s.tcp_options.mss_valid, seq_min(s.tcp_options.mss, cfg.mss),
+                            tcp.DEFAULT_MSS)
+        self.fin_acked = t.fin_queued & (t.snd_una == (t.snd_end + 1)[:32])
+
+    # -- state ---------------------------------------------------------------------------
+
+    def in_states(self, *states):
+        """The TCB's state is one of ``states``."""
+        return Cat(self.t.state == state for state in states).any()
+
+    def set_state(self, to: TcpState, frm, reference: str):
+        """Every TCP state change goes through here: ``t.state = to``, declared as a
+        transition from each of ``frm`` (a state or a tuple of states, the states in
+        which this statement can run) for the table check."""
+        frm = frm if isinstance(frm, tuple) else (frm,)
+        self.transitions.append((frm, to, reference))
+        self.m.d.sync += self.t.state.eq(to)
+
+    def to_closed(self, frm, reference: str):
+        """Enter CLOSED: the socket pair leaves the lookup table, the timer stops."""
+        self.set_state(TcpState.CLOSED, frm, reference)
+        t = self.t
+        self.m.d.sync += [t.timer_on.eq(0), self.do_delete.eq(1), t.rcv_credit.eq(0)]
+
+    # -- products ------------------------------------------------------------------------
+
+    def count(self, name: str):
+        """Strobe the engine counter ``name`` (:data:`ENGINE_COUNTERS`) this cycle."""
+        self.m.d.comb += self.strobes[name].eq(1)
+
+    def send(self, flags, seq, pos=0, length=0, mss=0):
+        """Queue a segment; its ACK field is the event's final RCV.NXT (at emission)."""
+        seg = self.seg
+        self.m.d.sync += [self.do_seg.eq(1), seg.flags.eq(flags), seg.seq.eq(seq),
+                          seg.pos.eq(pos), seg.len.eq(length), seg.mss.eq(mss)]
+
+    def send_ack(self):
+        """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."""
+        self.send(tcp.ACK_FLAG, self.t.snd_nxt)
+
+    def send_reset(self):
+        """<SEQ=SND.NXT><CTL=RST,ACK> (s3.10.5 ABORT), counted."""
+        self.send(tcp.RST | tcp.ACK_FLAG, self.t.snd_nxt)
+        self.count("tcp_rst_out")
+
+    def event(self, slot: EventSlot, kind, code=ErrorCode.NONE, value=0):
+        e = self.ev[slot]
+        self.m.d.sync += [e.on.eq(1), e.kind.eq(kind), e.code.eq(code), e.value.eq(value)]
+
+    def error(self, code):
+        """An ERROR event for the host (a refused command or TX data), counted."""
+        self.count("tcp_host_errors")
+        self.event(EventSlot.OPEN, EventKind.ERROR, code)
+
+    def start_timer(self, us):
+        t = self.t
+        self.m.d.sync += [t.timer_on.eq(1), t.deadline.eq((self.now + us)[:32])]
+
+    def enqueue(self):
+        """Put the connection in the output queue (once)."""
+        t = self.t
+        with self.m.If(~t.output_queued):
+            self.m.d.sync += [self.do_enqueue.eq(1), t.output_queued.eq(1)]
+
+    def deliver_more(self, credit):
+        """Hand more received bytes to the host if it has credit (RFC 9293 s3.10.3)."""
+        t, dlv = self.t, self.dlv
+        pending = seq_diff(self.rcv_data_end, t.rcv_dlv)
+        length = seq_min(pending, credit)
+        with self.m.If((pending != 0) & (credit != 0) & (t.dlv_out != 15)):
+            self.m.d.sync += [
+                self.do_dlv.eq(1),
+                dlv.pos.eq(t.rcv_dlv),
+                dlv.length.eq(length),
+                t.rcv_dlv.eq(t.rcv_dlv + length),
+                t.rcv_credit.eq(credit - length),
+                t.dlv_out.eq(t.dlv_out + 1),
+            ]
+
+    def request_lookup(self, op, remote_ip, remote_port, local_port):
+        """Drive a request to the socket-pair lookup table this cycle."""
+        req = self.lookup.request
+        self.m.d.comb += [
+            req.valid.eq(1), req.p.op.eq(op), req.p.tuple.remote_ip.eq(remote_ip),
+            req.p.tuple.remote_port.eq(remote_port), req.p.tuple.local_port.eq(local_port),
+        ]
+
+    def syn_rto_floor(self):
+        """RFC 6298 (5.7): after a SYN timed out, RTO starts data at 3 s at least."""
+        t = self.t
+        floor = min(3_000_000, self.cfg.rto_max_us)
+        with self.m.If((t.backoff != 0) & (t.rto < floor)):
+            self.m.d.sync += t.rto.eq(floor)
+
+    def window_grew(self, new_edge):
+        """The right edge ``new_edge`` is min(RCV.BUFF / 2, MSS) or more beyond the one
+        last advertised (RFC 9293 s3.8.6.2.2: when to send a window update)."""
+        grown = seq_diff(new_edge, self.t.rcv_adv)
+        return (grown >= min(self.cfg.rx_ring_bytes // 2, self.cfg.mss)) & ~grown[31]
+
+    def reset_tcb(self, initial_rto):
+        """The fields a new connection starts from (the id's generation bits stay).  A
+        free id's TCB is CLOSED already: no state change."""
+        t = self.t
+        self.m.d.sync += [
+            t.state.eq(TcpState.CLOSED), t.rto.eq(initial_rto),
+            t.host_closed.eq(0), t.accepted.eq(0),
+            t.fin_queued.eq(0), t.fin_received.eq(0), t.rcv_credit.eq(0),
+            t.rtt_valid.eq(0), t.backoff.eq(0), t.snd_wnd.eq(0),
+            t.srtt.eq(0), t.rttvar.eq(0), t.dlv_out.eq(0), t.timer_on.eq(0),
+        ]
+
+    def ack_in_window(self, ack):
+        """SND.UNA < SEG.ACK =< SND.MAX."""
+        t = self.t
+        return seq_lt(t.snd_una, ack) & ~seq_lt(t.snd_max, ack)

@@ -61,6 +61,8 @@ _ERRNO = {
     ErrorCode.RESET: errno.ECONNRESET,
     ErrorCode.NO_ROUTE: errno.EHOSTUNREACH,
     ErrorCode.BAD_ADDRESS: errno.EADDRNOTAVAIL,
+    ErrorCode.BAD_PORT: errno.EINVAL,
+    ErrorCode.UNREAD_DATA: errno.ECONNABORTED,
 }
 
 

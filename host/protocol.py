@@ -533,10 +533,16 @@ class EngineProtocol:
         yet established with nothing buffered: ``CLOSE`` (``value`` 0) at once (with
         data buffered, the close waits for the connection to open and the data to go).
         Reading stops (the engine drops what arrives).  Idempotent.  A reset or
-        timed-out connection is released with ``ABORT``."""
+        timed-out connection is released with ``ABORT``, and so is a connection with
+        received bytes the application never took: RFC 9293 SHLD-3 (RFC 2525 s2.17), the
+        peer learns by the RST that data was lost (the engine does the same for bytes
+        still in its ring, ``CLOSED(UNREAD_DATA)``)."""
         rec = self.connection(conn)
         m = rec.machine
         if not m.held:
+            return
+        if rec.stats.rx_buffered and not m.dead:
+            self.abort(conn)
             return
         m.request_release()
         if m.dead:

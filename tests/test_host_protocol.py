@@ -443,6 +443,30 @@ def test_close_after_data_then_released():
     assert 1 not in proto.connections
 
 
+def test_close_with_unread_received_data_aborts():
+    """RFC 9293 SHLD-3 (RFC 2525 s2.17): close() while received bytes were never taken
+    by the application sends ABORT (a RST), not the end of the stream, so the peer
+    learns that data was lost; with everything consumed close() is the usual CLOSE."""
+    proto, wire = make_proto()
+    open_active(proto, wire, conn=1)
+    proto.commands_to_send()
+    for b in wire.beats(1, b"not read"):
+        proto.rx_beat_received(b)
+    proto.close(1)
+    assert wire.commands(proto.commands_to_send()) == [(CommandOp.ABORT, 1, 0, 0, 0, 0)]
+    assert proto.tx_beats_to_send() == []
+
+    proto, wire = make_proto()
+    open_active(proto, wire, conn=1)
+    proto.commands_to_send()
+    for b in wire.beats(1, b"read"):
+        proto.rx_beat_received(b)
+    proto.consume(1, 4)
+    proto.close(1)
+    assert wire.writes(proto.tx_beats_to_send()) == [(1, None)]
+    assert wire.commands(proto.commands_to_send()) == [(CommandOp.CLOSE, 1, 0, 0, 0, 1)]
+
+
 def test_close_after_the_marker_of_shutdown():
     proto, wire = make_proto()
     open_active(proto, wire, conn=1)

@@ -63,6 +63,11 @@ class ToeConfig:
         the 3 minutes of MUST-23.
     challenge_acks_per_s:
         RFC 5961 s7: the most challenge ACKs sent per second over all connections.
+    fin_wait_2_us:
+        How long a connection the host has closed waits in FIN-WAIT-2 for the peer's
+        FIN before it is deleted (RFC 9293 has no such timer: a peer that never closes
+        would hold the connection id forever; 60 s as Linux's ``tcp_fin_timeout``).  A
+        connection that was only shut down (half-closed) waits as long as it takes.
     tick_bits:
         Width of the ``tick`` input, the microseconds that elapse in a cycle.  1 (the
         default): a strobe, one pulse per microsecond from a clock divider.  Wider: a
@@ -94,6 +99,7 @@ class ToeConfig:
     r2_retries: int = 8
     r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
+    fin_wait_2_us: int = 60_000_000
     tick_bits: int = 1
 
     def __post_init__(self):

@@ -51,7 +51,8 @@ PEER_MAC = mac("02:00:00:00:00:01")
 BENCH_CONFIG = ToeConfig(
     data_bytes=8, connections=8, listeners=2, tx_ring_bytes=256, rx_ring_bytes=256,
     mtu=576, rx_buffer_bytes=2048, msl_us=1000, rto_initial_us=1000, rto_min_us=1000,
-    rto_max_us=8000, r1_retries=2, r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5)
+    rto_max_us=8000, r1_retries=2, r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5,
+    fin_wait_2_us=3000)
 
 _FLAG_NAMES = [(tcp.FIN, "F"), (tcp.SYN, "S"), (tcp.RST, "R"), (tcp.PSH, "P"),
                (tcp.ACK_FLAG, "A"), (tcp.URG, "U"), (tcp.ECE, "E"), (tcp.CWR, "C")]

@@ -198,6 +198,32 @@ def test_fin_wait_2_text_then_fin():
     run(body)
 
 
+def test_fin_wait_2_of_a_closed_connection_times_out():
+    """A connection the host has closed does not wait in FIN-WAIT-2 forever for a peer
+    that never sends its FIN (hdl/config.py ``fin_wait_2_us``, as Linux's
+    tcp_fin_timeout; RFC 9293 s3.10.8 has no such timer): after the wait it is deleted,
+    the host gets TIMEOUT and the id is released.  A half-closed connection (SHUTDOWN
+    only) still waits, as RFC 9293 s3.6 requires."""
+    wait = BENCH_CONFIG.fin_wait_2_us
+
+    async def body(b):
+        c = await fin_wait_2(b)
+        await b.advance(4 * wait)
+        await b.settle()
+        assert b.state(c.id) == TcpState.FIN_WAIT_2  # only shut down: no timer
+        b.command(CommandOp.CLOSE, c.id)
+        await b.settle()
+        await b.advance(wait - 1)
+        await b.settle()
+        assert b.state(c.id) == TcpState.FIN_WAIT_2
+        await b.advance(1)
+        await b.event(EventKind.TIMEOUT, conn=c.id, timeout=200)
+        await b.event(EventKind.RELEASED, conn=c.id)
+        await b.settle()
+        assert b.state(c.id) == TcpState.CLOSED
+    run(body)
+
+
 def test_time_wait_lasts_two_msl():
     """RFC 9293 MUST-13: TIME-WAIT lasts 2 MSL, then CLOSED; the id is released once the
     host has closed it too (RELEASED after CLOSE)."""

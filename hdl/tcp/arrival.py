@@ -300,6 +300,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             with m.Case(S.FIN_WAIT_1):
                 with m.If(e.fin_acked):
                     e.set_state(S.FIN_WAIT_2, S.FIN_WAIT_1, "s3.10.7.4 fifth, FIN-WAIT-1")
+                    with m.If(t.host_closed):
+                        e.start_timer(cfg.fin_wait_2_us)  # nobody waits for the FIN
             with m.Case(S.CLOSING):
                 with m.If(e.fin_acked):
                     e.set_state(S.TIME_WAIT, S.CLOSING, "s3.10.7.4 fifth, CLOSING")

@@ -179,6 +179,8 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
     # --- FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT ---------------------------
     _t(S.FIN_WAIT_2, "FIN", S.TIME_WAIT, "s3.10.7.4 eighth, figure 5",
        "2 MSL timer", figure=True),
+    _t(S.FIN_WAIT_2, "timeout", S.CLOSED, "none in RFC 9293; as Linux's tcp_fin_timeout",
+       "the host closed and the peer's FIN never came (ToeConfig.fin_wait_2_us)"),
     _t(S.CLOSE_WAIT, "CLOSE", S.LAST_ACK, "s3.10.4 CLOSE in CLOSE-WAIT, figure 5",
        "FIN queued after the data", figure=True),
     _t(S.CLOSE_WAIT, "written", S.LAST_ACK, "s3.10.4 CLOSE in CLOSE-WAIT",

@@ -6,6 +6,8 @@ the retransmission timer of RFC 6298 in the states that send, and the 2 MSL time
 TIME-WAIT (MUST-13).
 
 - TIME-WAIT expiry: delete the TCB (CLOSED), tell the host.
+- FIN-WAIT-2 expiry of a connection the host has closed (``fin_wait_2_us``): delete the
+  TCB, TIMEOUT to the host.
 - Retransmission expiry: at R2 give up (MUST-20..23: SYN R2 for an open, data R2
   otherwise) and tell the host TIMEOUT; else back off (RFC 6298 (5.5)), restart the
   timer (5.6) and resend the earliest unacknowledged segment (5.4), go back N: SND.NXT
@@ -38,6 +40,11 @@ def add_timer_steps(e, o, backoff, listeners):
                 e.event(EventSlot.ENDING, EventKind.CLOSED)
             with m.Elif(t.state == S.CLOSED):
                 m.d.sync += t.timer_on.eq(0)
+            with m.Elif(t.state == S.FIN_WAIT_2):
+                # The host closed and the peer never sent its FIN (hdl/config.py,
+                # fin_wait_2_us): delete the TCB so the id is released.
+                e.to_closed(S.FIN_WAIT_2, "FIN-WAIT-2 timeout of a closed connection")
+                e.event(EventSlot.ENDING, EventKind.TIMEOUT)
             with m.Else():
                 syn_phase = e.in_states(S.SYN_SENT, S.SYN_RECEIVED)
                 limit_r2 = Mux(syn_phase, cfg.r2_syn_retries, cfg.r2_retries)

@@ -162,6 +162,8 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                         with m.If(t.state == S.SYN_SENT):
                             # s3.10.4: CLOSE in SYN-SENT deletes the TCB.
                             e.to_closed(S.SYN_SENT, "s3.10.4 CLOSE, SYN-SENT")
+                        with m.If(t.state == S.FIN_WAIT_2):
+                            e.start_timer(e.cfg.fin_wait_2_us)  # see hdl/config.py
                 with m.Case(CommandOp.ABORT):
                     m.d.sync += t.host_closed.eq(1)
                     abort(e)

@@ -11,8 +11,56 @@ SPORT, DPORT, SEQ, ACK, DATA_OFFSET, FLAGS, WINDOW, CHECKSUM, URGENT = (
     0, 2, 4, 8, 12, 13, 14, 16, 18,
 )
 
-# Flag bits of the byte at offset 13.
+# Flag bits of the byte at offset 13 (ECE and CWR: RFC 3168 s6.1).
 FIN, SYN, RST, PSH, ACK_FLAG, URG, ECE, CWR = (1 << i for i in range(8))
+#: One letter per flag bit, bit i -> letter i (the letters of scapy and tcpdump).
+FLAG_LETTERS = "FSRPAUEC"
+#: The flags' names in the order they are written, SYN first (``"SYN+ACK"``, ``"FIN+ACK"``).
+FLAG_NAMES = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (ACK_FLAG, "ACK"),
+              (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"))
+
+
+def flag_letters(value: int) -> str:
+    """The flag bits of ``value`` as letters in the order FSRPAUEC (``"SA"``, ``"FA"``)."""
+    return "".join(letter for i, letter in enumerate(FLAG_LETTERS) if value >> i & 1)
+
+
+def flag_bits(letters: str) -> int:
+    """The flag bits that ``letters`` name (``"SA"`` -> ``SYN | ACK_FLAG``)."""
+    bits = 0
+    for letter in letters:
+        if letter not in FLAG_LETTERS:
+            raise ValueError(f"unknown TCP flag letter {letter!r} (one of {FLAG_LETTERS})")
+        bits |= 1 << FLAG_LETTERS.index(letter)
+    return bits
+
+
+def flag_names(value: int, sep: str = "+") -> str:
+    """The flag bits of ``value`` by name, SYN first: ``"SYN+ACK"``; ``""`` for none."""
+    return sep.join(name for bit, name in FLAG_NAMES if value & bit)
+
+
+# Sequence space (RFC 9293 s3.4), for Python integers; the gateware's comparisons are
+# hdl/tcp/seq.py.  Sequence numbers live modulo 2**32, and ``a`` is before ``b`` when
+# ``b`` is 1 .. 2**31 - 1 ahead of it: two numbers exactly 2**31 apart are neither
+# before nor after each other here (the gateware's seq_lt, a sign bit, says both are).
+SEQ_MOD = 1 << 32
+
+
+def seq_diff(a: int, b: int) -> int:
+    """``a - b`` modulo 2**32 (0 .. 2**32 - 1), as hdl/tcp/seq.py ``seq_diff``."""
+    return (a - b) % SEQ_MOD
+
+
+def seq_before(a: int, b: int) -> bool:
+    """``a < b`` in sequence space."""
+    return 0 < seq_diff(b, a) < 1 << 31
+
+
+def seq_before_eq(a: int, b: int) -> bool:
+    """``a =< b`` in sequence space."""
+    return seq_diff(b, a) < 1 << 31
+
 
 OPT_EOL = 0
 OPT_NOP = 1

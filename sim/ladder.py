@@ -60,6 +60,19 @@ from scapy.layers.inet import IP, TCP
 from scapy.packet import Packet
 from scapy.utils import rdpcap
 
+from hdl.proto.tcp import (
+    ACK_FLAG,
+    FIN,
+    RST,
+    SEQ_MOD,
+    SYN,
+    flag_names,
+    seq_before,
+    seq_before_eq,
+    seq_diff,
+)
+from hdl.tcp.states import TcpState
+from sim import state_diagram
 from sim.decode import describe
 
 __all__ = [
@@ -75,26 +88,9 @@ __all__ = [
     "main",
 ]
 
-#: The states of RFC 9293 s3.3.2 with the RFC's hyphenated names (``hdl.tcp.tcb.TcpState``
-#: uses the same names with underscores).
-STATES = (
-    "CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
-    "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT",
-)
-
-_FIN, _SYN, _RST, _PSH, _ACK, _URG, _ECE, _CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
-_FLAG_NAMES = [(_SYN, "SYN"), (_FIN, "FIN"), (_RST, "RST"), (_PSH, "PSH"), (_ACK, "ACK"),
-               (_URG, "URG"), (_ECE, "ECE"), (_CWR, "CWR")]
-_MOD = 1 << 32
-
-
-def _seq_lt(a: int, b: int) -> bool:
-    """``a < b`` in 32-bit sequence space (RFC 9293 s3.4)."""
-    return 0 < (b - a) % _MOD < 1 << 31
-
-
-def _seq_le(a: int, b: int) -> bool:
-    return a == b or _seq_lt(a, b)
+#: The states of RFC 9293 s3.3.2 with the RFC's hyphenated names: those of
+#: :class:`hdl.tcp.states.TcpState`, spelt by :func:`sim.state_diagram.label`.
+STATES = tuple(state_diagram.label(state) for state in TcpState)
 
 
 # --------------------------------------------------------------------------- connections
@@ -164,11 +160,11 @@ class _Segment:
     @property
     def space(self) -> int:
         """Sequence space occupied: payload plus one for SYN and one for FIN."""
-        return self.length + bool(self.flags & _SYN) + bool(self.flags & _FIN)
+        return self.length + bool(self.flags & SYN) + bool(self.flags & FIN)
 
     @property
     def end(self) -> int:
-        return (self.seq + self.space) % _MOD
+        return (self.seq + self.space) % SEQ_MOD
 
 
 def _tcp_frames(packets: Iterable[Packet]) -> list[tuple[float, Packet, IP, TCP]]:
@@ -193,10 +189,10 @@ def _orient(frames: list[tuple[float, Packet, IP, TCP]]) -> Connection:
     """A is the sender of the first pure SYN, else the receiver of the first SYN+ACK, else
     the sender of the first segment."""
     for _, _, ip, tcp in frames:
-        if int(tcp.flags) & (_SYN | _ACK) == _SYN:
+        if int(tcp.flags) & (SYN | ACK_FLAG) == SYN:
             return Connection(ip.src, tcp.sport, ip.dst, tcp.dport)
     for _, _, ip, tcp in frames:
-        if int(tcp.flags) & (_SYN | _ACK) == _SYN | _ACK:
+        if int(tcp.flags) & (SYN | ACK_FLAG) == SYN | ACK_FLAG:
             return Connection(ip.dst, tcp.dport, ip.src, tcp.sport)
     _, _, ip, tcp = frames[0]
     return Connection(ip.src, tcp.sport, ip.dst, tcp.dport)
@@ -292,33 +288,34 @@ class _End:
     def _acks_syn(self, ack: int) -> bool:
         if self.iss is None:
             return True
-        return _seq_lt(self.iss, ack) and (self.snd_max is None or _seq_le(ack, self.snd_max))
+        return seq_before(self.iss, ack) and (self.snd_max is None
+                                              or seq_before_eq(ack, self.snd_max))
 
     def send(self, seg: _Segment) -> None:
         f = seg.flags
-        if self.snd_max is None or _seq_lt(self.snd_max, seg.end):
+        if self.snd_max is None or seq_before(self.snd_max, seg.end):
             self.snd_max = seg.end
-        if f & _RST:
+        if f & RST:
             # A RST from LISTEN, CLOSED or SYN-SENT answers an unacceptable segment and
             # leaves the state (s3.10.7.1-3); otherwise it is an abort (s3.10.4).
             if self.state in ("CLOSED", "LISTEN", "SYN-SENT"):
                 return
             self.goto("LISTEN" if self.state == "SYN-RECEIVED" and self.passive else "CLOSED")
             return
-        if f & _SYN:
-            if not f & _ACK and self.state in ("CLOSED", "LISTEN", "TIME-WAIT"):
+        if f & SYN:
+            if not f & ACK_FLAG and self.state in ("CLOSED", "LISTEN", "TIME-WAIT"):
                 self.iss, self.fin_seq, self.passive = seg.seq, None, False
                 self.snd_max = seg.end
                 self.goto("SYN-SENT")
-            elif f & _ACK and self.state in ("CLOSED", "LISTEN", "SYN-SENT"):
+            elif f & ACK_FLAG and self.state in ("CLOSED", "LISTEN", "SYN-SENT"):
                 self.passive = self.state == "LISTEN" or (self.state == "CLOSED"
                                                           and self.listener)
                 self.iss, self.fin_seq, self.snd_max = seg.seq, None, seg.end
                 self.goto("SYN-RECEIVED")
             if self.iss is None:
                 self.iss = seg.seq
-        if f & _FIN:
-            self.fin_seq = (seg.end - 1) % _MOD
+        if f & FIN:
+            self.fin_seq = (seg.end - 1) % SEQ_MOD
             if self.state in ("ESTABLISHED", "SYN-RECEIVED"):
                 self.goto("FIN-WAIT-1")
             elif self.state == "CLOSE-WAIT":
@@ -326,36 +323,36 @@ class _End:
 
     def receive(self, seg: _Segment) -> None:
         f, state = seg.flags, self.state
-        if f & _RST:
+        if f & RST:
             if state in ("CLOSED", "LISTEN"):
                 return
             if state == "SYN-SENT":
-                if f & _ACK and self._acks_syn(seg.ack):
+                if f & ACK_FLAG and self._acks_syn(seg.ack):
                     self.goto("CLOSED")
                 return
             self.goto("LISTEN" if state == "SYN-RECEIVED" and self.passive else "CLOSED")
             return
-        if f & _SYN:
+        if f & SYN:
             if state == "LISTEN" or (state == "CLOSED" and self.listener):
-                if not f & _ACK:
+                if not f & ACK_FLAG:
                     self.passive = True
                     self.goto("SYN-RECEIVED")
             elif state == "SYN-SENT":
-                if not f & _ACK:
+                if not f & ACK_FLAG:
                     self.goto("SYN-RECEIVED")  # simultaneous open (s3.5 figure 8)
                 elif self._acks_syn(seg.ack):
                     self.goto("ESTABLISHED")
-            elif state == "SYN-RECEIVED" and f & _ACK and self._acks_syn(seg.ack):
+            elif state == "SYN-RECEIVED" and f & ACK_FLAG and self._acks_syn(seg.ack):
                 self.goto("ESTABLISHED")
             # A SYN in a synchronized state draws a challenge ACK (s3.10.7.4): no change.
             return
-        if not f & _ACK or state in ("CLOSED", "LISTEN", "SYN-SENT"):
+        if not f & ACK_FLAG or state in ("CLOSED", "LISTEN", "SYN-SENT"):
             return
         if state == "SYN-RECEIVED":
             if not self._acks_syn(seg.ack):
                 return
             self.goto("ESTABLISHED")
-        fin_acked = self.fin_seq is not None and seg.ack == (self.fin_seq + 1) % _MOD
+        fin_acked = self.fin_seq is not None and seg.ack == (self.fin_seq + 1) % SEQ_MOD
         if fin_acked:
             if self.state == "FIN-WAIT-1":
                 self.goto("FIN-WAIT-2")
@@ -364,7 +361,7 @@ class _End:
             elif self.state == "LAST-ACK":
                 self.goto("CLOSED")
                 return
-        if f & _FIN:
+        if f & FIN:
             after = {"ESTABLISHED": "CLOSE-WAIT", "FIN-WAIT-1": "CLOSING",
                      "FIN-WAIT-2": "TIME-WAIT"}.get(self.state)
             if after:
@@ -374,17 +371,17 @@ class _End:
 def _initial_ends(segs: list[_Segment]) -> tuple[_End, _End]:
     """Trackers for A and B in their state before the first segment."""
     first = segs[0]
-    if first.flags & (_SYN | _ACK | _RST) == _SYN:
+    if first.flags & (SYN | ACK_FLAG | RST) == SYN:
         opener, other = _End("CLOSED", False), _End("LISTEN", True)
         # The other end opens actively too (simultaneous open) or refuses with a RST.
         reply = next((s for s in segs if s.from_a != first.from_a), None)
-        if reply is not None and (reply.flags & _RST
-                                  or reply.flags & (_SYN | _ACK) == _SYN):
+        if reply is not None and (reply.flags & RST
+                                  or reply.flags & (SYN | ACK_FLAG) == SYN):
             other = _End("CLOSED", False)
         return (opener, other) if first.from_a else (other, opener)
-    if first.flags & (_SYN | _ACK | _RST) == _SYN | _ACK:
+    if first.flags & (SYN | ACK_FLAG | RST) == SYN | ACK_FLAG:
         server = _End("LISTEN", True)
-        client = _End("SYN-SENT", False, iss=(first.ack - 1) % _MOD, snd_max=first.ack)
+        client = _End("SYN-SENT", False, iss=(first.ack - 1) % SEQ_MOD, snd_max=first.ack)
         return (server, client) if first.from_a else (client, server)
     return _End("ESTABLISHED", False), _End("ESTABLISHED", False)
 
@@ -398,15 +395,15 @@ def _arrival_after(segs: list[_Segment]) -> dict[int, int]:
     at once."""
     deferred = {}
     for k, seg in enumerate(segs):
-        if not seg.flags & (_SYN | _FIN) or seg.flags & _RST:
+        if not seg.flags & (SYN | FIN) or seg.flags & RST:
             continue
-        covered = seg.end if seg.flags & _FIN else (seg.seq + 1) % _MOD
+        covered = seg.end if seg.flags & FIN else (seg.seq + 1) % SEQ_MOD
         last = None
         for j in range(k + 1, len(segs)):
             reply = segs[j]
             if reply.from_a == seg.from_a:
                 continue
-            if reply.flags & _ACK and _seq_le(covered, reply.ack):
+            if reply.flags & ACK_FLAG and seq_before_eq(covered, reply.ack):
                 if last is not None:
                     deferred[k] = last
                 break
@@ -464,12 +461,12 @@ class Row:
 
 
 def _flag_text(flags: int) -> str:
-    return "+".join(name for bit, name in _FLAG_NAMES if flags & bit) or "none"
+    return flag_names(flags) or "none"
 
 
 def _options_text(seg: _Segment, rel_peer) -> str:
     parts = []
-    syn = seg.flags & _SYN
+    syn = seg.flags & SYN
     for name, value in seg.options:
         if name in ("NOP", "EOL"):
             continue
@@ -505,18 +502,18 @@ def _annotate(segs: list[_Segment], relative: bool, dup_acks: bool) -> list[_Ann
     # Initial sequence numbers: the seq of each side's SYN, or one less than its first seq.
     base = {True: None, False: None}
     for seg in segs:
-        if seg.flags & _SYN and base[seg.from_a] is None:
+        if seg.flags & SYN and base[seg.from_a] is None:
             base[seg.from_a] = seg.seq
     for seg in segs:
         if base[seg.from_a] is None:
-            base[seg.from_a] = (seg.seq - 1) % _MOD
+            base[seg.from_a] = (seg.seq - 1) % SEQ_MOD
     for seg in segs:
-        if base[not seg.from_a] is None and seg.flags & _ACK:
-            base[not seg.from_a] = (seg.ack - 1) % _MOD
+        if base[not seg.from_a] is None and seg.flags & ACK_FLAG:
+            base[not seg.from_a] = (seg.ack - 1) % SEQ_MOD
 
     def rel(from_a: bool):
         b = base[from_a] if relative else None
-        return (lambda v: (v - b) % _MOD) if b is not None else (lambda v: v)
+        return (lambda v: seq_diff(v, b)) if b is not None else (lambda v: v)
 
     snd_max: dict[bool, int | None] = {True: None, False: None}
     last_ack: dict[bool, tuple[int, int] | None] = {True: None, False: None}
@@ -527,27 +524,27 @@ def _annotate(segs: list[_Segment], relative: bool, dup_acks: bool) -> list[_Ann
         side = seg.from_a
         # A first SYN+ACK after our SYN (simultaneous open, s3.5 figure 8) resends the SYN
         # on purpose: not counted as a retransmission.
-        first_syn_ack = seg.flags & (_SYN | _ACK) == _SYN | _ACK and not syn_acked[side]
+        first_syn_ack = seg.flags & (SYN | ACK_FLAG) == SYN | ACK_FLAG and not syn_acked[side]
         retrans = (seg.space > 0 and snd_max[side] is not None and not first_syn_ack
-                   and _seq_lt(seg.seq, snd_max[side]))
+                   and seq_before(seg.seq, snd_max[side]))
         if first_syn_ack:
             syn_acked[side] = True
-        if seg.space and (snd_max[side] is None or _seq_lt(snd_max[side], seg.end)):
+        if seg.space and (snd_max[side] is None or seq_before(snd_max[side], seg.end)):
             snd_max[side] = seg.end
         dup = 0
-        if seg.flags & _ACK:
-            pure = seg.space == 0 and not seg.flags & _RST
+        if seg.flags & ACK_FLAG:
+            pure = seg.space == 0 and not seg.flags & RST
             peer_max = snd_max[not side]
             if (pure and last_ack[side] == (seg.ack, seg.window) and peer_max is not None
-                    and _seq_lt(seg.ack, peer_max)):
+                    and seq_before(seg.ack, peer_max)):
                 dups[side] += 1
                 dup = dups[side]
-            elif last_ack[side] is None or _seq_lt(last_ack[side][0], seg.ack):
+            elif last_ack[side] is None or seq_before(last_ack[side][0], seg.ack):
                 dups[side] = 0
-            if last_ack[side] is None or not _seq_lt(seg.ack, last_ack[side][0]):
+            if last_ack[side] is None or not seq_before(seg.ack, last_ack[side][0]):
                 last_ack[side] = (seg.ack, seg.window)
         seq = rel(side)(seg.seq)
-        ack = rel(not side)(seg.ack) if seg.flags & _ACK else None
+        ack = rel(not side)(seg.ack) if seg.flags & ACK_FLAG else None
         main = f"{_flag_text(seg.flags)} seq={seq}"
         if ack is not None:
             main += f" ack={ack}"
@@ -629,7 +626,7 @@ def _collapse(rows: list[Row], segs: list[_Segment], deferred: dict[int, int],
 
     def plain(row: Row) -> bool:
         return (not row.changes and row.index not in busy
-                and not segs[row.index].flags & (_SYN | _FIN | _RST))
+                and not segs[row.index].flags & (SYN | FIN | RST))
 
     out: list[Row] = []
     i = 0

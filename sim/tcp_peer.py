@@ -14,18 +14,16 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from hdl.config import ToeConfig
+from hdl.proto.tcp import flag_letters, seq_before, seq_diff
 
 from .peer import ip_str, mac_str
 
 __all__ = ["ScriptedPeer", "ReactivePeer", "PeerConnection", "flags_of"]
 
-FLAG_LETTERS = "FSRPAUEC"
-
 
 def flags_of(segment: Packet) -> str:
     """The TCP flags of a segment as letters in the order FSRPAUEC (e.g. ``"SA"``)."""
-    value = int(segment[TCP].flags)
-    return "".join(letter for i, letter in enumerate(FLAG_LETTERS) if value >> i & 1)
+    return flag_letters(int(segment[TCP].flags))
 
 
 @dataclass
@@ -217,10 +215,9 @@ class PeerConnection:
         if not self.established.is_set():
             return
         while self._outbox:
-            room = (self.engine_right - self.script.snd_nxt) % 2**32
-            if room == 0 or room > 2**31:
+            if not seq_before(self.script.snd_nxt, self.engine_right):
                 break
-            n = min(room, 1460, len(self._outbox))
+            n = min(seq_diff(self.engine_right, self.script.snd_nxt), 1460, len(self._outbox))
             chunk, self._outbox = self._outbox[:n], self._outbox[n:]
             self.peer.bench.send(self.script.segment("PA", chunk))
         if self._fin_pending and not self._outbox and not self.fin_sent:

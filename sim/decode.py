@@ -3,10 +3,9 @@
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
+from hdl.proto.tcp import CWR, ECE, flag_names
+
 __all__ = ["describe"]
-
-_TCP_FLAGS = [("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("A", "ACK"), ("U", "URG")]
-
 
 def describe(frame: Ether) -> str:
     """``ARP who-has 10.0.0.1 tell 10.0.0.2``, ``TCP 10.0.0.1:40000 > 10.0.0.2:80 [SYN]
@@ -30,7 +29,7 @@ def describe(frame: Ether) -> str:
         )
     if TCP in frame:
         tcp = frame[TCP]
-        flags = ",".join(name for bit, name in _TCP_FLAGS if bit in str(tcp.flags))
+        flags = flag_names(int(tcp.flags) & ~(ECE | CWR), ",")  # ECN bits not shown
         text = f"TCP {ip.src}:{tcp.sport} > {ip.dst}:{tcp.dport} [{flags}] seq={tcp.seq}"
         if "A" in str(tcp.flags):
             text += f" ack={tcp.ack}"

@@ -19,6 +19,7 @@ import cocotb
 from cocotb.triggers import RisingEdge, ValueChange
 
 from hdl.host_if import CommandOp
+from hdl.proto.tcp import ACK_FLAG, FIN, RST, SYN
 from hdl.tcp.engine import TRACE_SOURCES, trace_layout
 from hdl.tcp.states import TRANSITIONS, TcpState, allowed, find
 
@@ -48,21 +49,18 @@ HITS: dict[Transition, set[str]] = defaultdict(set)
 #: How often each transition was seen, by every monitor of this process.
 COUNTS: Counter = Counter()
 
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
-
-
 def event_name(source: str, flags: int, data: bool, op: CommandOp) -> str:
     """A short name of the event: segment kind, command, ``timeout`` or ``output``."""
     if source == "seg":
-        if flags & _RST:
+        if flags & RST:
             return "RST"
-        if flags & _SYN:
-            return "SYN-ACK" if flags & _ACK else "SYN"
-        if flags & _FIN:
+        if flags & SYN:
+            return "SYN-ACK" if flags & ACK_FLAG else "SYN"
+        if flags & FIN:
             return "FIN"
         if data:
             return "data"
-        return "ACK" if flags & _ACK else "no-ACK"
+        return "ACK" if flags & ACK_FLAG else "no-ACK"
     if source == "cmd":
         # SHUTDOWN is the RFC's CLOSE (half-close); CLOSE adds the release of the id.
         return "CLOSE" if op in (CommandOp.SHUTDOWN, CommandOp.CLOSE) else op.name

@@ -38,7 +38,7 @@ from hdl.tcp.engine import ENGINE_COUNTERS, TRACE_SOURCES, TcpEngine
 from hdl.tcp.tcb import TcpState, delivered_layout, tcb_layout, written_layout
 
 __all__ = ["BENCH_CONFIG", "EngineBench", "Peer", "Conn", "Seg", "Ev", "Tr", "run",
-           "flag_names", "established", "syn_sent", "syn_received", "fin_wait_1",
+           "established", "syn_sent", "syn_received", "fin_wait_1",
            "fin_wait_2", "close_wait", "closing", "last_ack", "time_wait", "MOD"]
 
 MOD = 2**32
@@ -53,20 +53,6 @@ BENCH_CONFIG = ToeConfig(
     mtu=576, rx_buffer_bytes=2048, msl_us=1000, rto_initial_us=1000, rto_min_us=1000,
     rto_max_us=8000, r1_retries=2, r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5,
     fin_wait_2_us=3000)
-
-_FLAG_NAMES = [(tcp.FIN, "F"), (tcp.SYN, "S"), (tcp.RST, "R"), (tcp.PSH, "P"),
-               (tcp.ACK_FLAG, "A"), (tcp.URG, "U"), (tcp.ECE, "E"), (tcp.CWR, "C")]
-
-
-def flag_names(value: int) -> str:
-    """TCP flag bits as letters in the order FSRPAUEC (``"SA"``, ``"FA"``, ``"R"``)."""
-    return "".join(name for bit, name in _FLAG_NAMES if value & bit)
-
-
-def flag_bits(names: str) -> int:
-    table = {name: bit for bit, name in _FLAG_NAMES}
-    return sum(table[n] for n in names)
-
 
 @dataclass(frozen=True)
 class Seg:
@@ -198,7 +184,7 @@ class SegmentSink:
 
     def observe(self, ctx, valid, p):
         if valid:
-            self.got.append(Seg(p.conn, flag_names(p.flags), p.seq, p.ack, p.window,
+            self.got.append(Seg(p.conn, tcp.flag_letters(p.flags), p.seq, p.ack, p.window,
                                 p.payload_len, p.payload_pos, bool(p.mss_option), p.sport,
                                 p.dport, self.bench.now))
 
@@ -317,11 +303,11 @@ class Monitors:
             self.events.append(Ev(evp.kind, evp.code, evp.conn, evp.tag, evp.port,
                                   evp.remote_port, evp.addr, evp.value))
         if rst:
-            self.resets.append((flag_names(rstp.tcp_flags), rstp.tcp_seq, rstp.tcp_ack,
+            self.resets.append((tcp.flag_letters(rstp.tcp_flags), rstp.tcp_seq, rstp.tcp_ack,
                                 rstp.tcp_payload_len, rstp.tcp_sport, rstp.tcp_dport))
         if trace.valid:
             self.trace.append(Tr(TRACE_SOURCES[trace.source], trace.before, trace.after,
-                                 flag_names(trace.flags), bool(trace.data), trace.op))
+                                 tcp.flag_letters(trace.flags), bool(trace.data), trace.op))
         if counters:
             for k, name in enumerate(ENGINE_COUNTERS):
                 if counters >> k & 1:
@@ -484,7 +470,7 @@ class EngineBench:
             "ip_src": peer.ip if ip_src is None else ip_src, "ip_dst": self.config.ip_addr,
             "ip_ihl": 5, "ip_len": 20 + 4 * doff + length, "ip_ttl": 64,
             "tcp_sport": peer.port, "tcp_dport": peer.engine_port, "tcp_seq": seq % MOD,
-            "tcp_ack": ack % MOD, "tcp_doff": doff, "tcp_flags": flag_bits(flags),
+            "tcp_ack": ack % MOD, "tcp_doff": doff, "tcp_flags": tcp.flag_bits(flags),
             "tcp_window": peer.window if window is None else window,
             "tcp_payload_len": length,
             "tcp_options": {"mss_valid": mss is not None, "mss": mss or 0},
@@ -581,7 +567,7 @@ class EngineBench:
             # The TX writer's view moves with the next limit write; keep the model's now.
             limit, gen, is_open, _ = self.mon.limits.get(conn, (0, 0, 1, 0))
             base = values["snd_una"]
-            if (base - values["iss"] - 1) % MOD >= 2**31:
+            if not tcp.seq_before_eq(values["iss"] + 1, base):
                 base = values["iss"] + 1
             self.mon.limits[conn] = ((base + self.config.tx_ring_bytes) % MOD, gen,
                                      is_open, values["fin_queued"])

@@ -26,12 +26,12 @@ from scapy.layers.l2 import Ether
 
 from hdl.checksum import reference_sum
 from hdl.config import ToeConfig
+from hdl.proto.tcp import ACK_FLAG, FIN, PSH, RST, SYN
 from hdl.rx.meta import Verdict
 from hdl.tcp.reset import RST_FRAME_BYTES, TcpReset
 
 PTR_BITS = 10
 CONFIG = ToeConfig()
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 def segment(rng: random.Random, flags: int, payload: int, seq=None, ack=None) -> bytes:
@@ -75,11 +75,11 @@ def check_reset(reply: bytes, frame: bytes, label: str) -> int:
     rebuilt = Ether(reply)
     del rebuilt[IP].chksum, rebuilt[TCP].chksum
     assert Ether(bytes(rebuilt))[TCP].chksum == rst.chksum, f"{label}: scapy's TCP checksum"
-    if tcp_in.flags & ACK:
+    if tcp_in.flags & ACK_FLAG:
         assert int(rst.flags) == RST, f"{label}: flags {rst.flags}"
         assert rst.seq == tcp_in.ack, label
     else:
-        assert int(rst.flags) == RST | ACK, f"{label}: flags {rst.flags}"
+        assert int(rst.flags) == RST | ACK_FLAG, f"{label}: flags {rst.flags}"
         assert rst.seq == 0, label
         assert rst.ack == (tcp_in.seq + length) % (1 << 32), f"{label}: SEG.LEN {length}"
     return ip.id
@@ -134,9 +134,9 @@ CASES = [  # (label, flags, payload bytes, seq, ack)
     ("FIN alone", FIN, 0, None, None),
     ("data, no flags", 0, 100, None, None),
     ("PSH data, seq wraps", PSH, 1460, 0xFFFF_FF00, None),
-    ("ACK", ACK, 0, None, 0x1234_5678),
-    ("SYN+ACK", SYN | ACK, 0, None, 0),
-    ("ACK+FIN+PSH with data", ACK | FIN | PSH, 77, None, 0xFFFF_FFFF),
+    ("ACK", ACK_FLAG, 0, None, 0x1234_5678),
+    ("SYN+ACK", SYN | ACK_FLAG, 0, None, 0),
+    ("ACK+FIN+PSH with data", ACK_FLAG | FIN | PSH, 77, None, 0xFFFF_FFFF),
     ("every flag but RST", 0xFF & ~RST, 5, None, None),
 ]
 
@@ -169,7 +169,7 @@ def test_incoming_reset_is_never_answered(width):
     segments around it are still answered."""
     rng = random.Random(width)
     frames = []
-    for flags in (RST, RST | ACK, RST | SYN, RST | FIN | PSH, 0xFF):
+    for flags in (RST, RST | ACK_FLAG, RST | SYN, RST | FIN | PSH, 0xFF):
         frames.append((segment(rng, SYN, 0), "SYN before"))
         frames.append((segment(rng, flags, rng.choice([0, 20])), f"flags {flags:#x}"))
     outcomes = run_reset(width, frames, seed=width + 10)

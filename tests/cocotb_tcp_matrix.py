@@ -36,6 +36,7 @@ from cocotb_tcp import US, Bench, check_ack, start
 from scapy.layers.inet import TCP
 
 from hdl.host_if import CommandOp, ErrorCode, EventKind
+from hdl.proto.tcp import seq_before_eq
 from sim.state_coverage import TraceMonitor, Transition
 from sim.tcp_peer import ScriptedPeer, flags_of
 
@@ -95,7 +96,7 @@ def _check_window(st: Conn, segment) -> None:
     tcp = segment[TCP]
     assert 0 < tcp.window <= st.b.config.rx_ring_bytes, tcp.window
     edge = (tcp.ack + tcp.window) % MOD
-    assert (edge - st.right_edge) % MOD < 2**31, f"window shrank: {edge} < {st.right_edge}"
+    assert seq_before_eq(st.right_edge, edge), f"window shrank: {edge} < {st.right_edge}"
     st.right_edge = edge
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from hdl.checksum import reference_sum
 from hdl.config import ToeConfig
+from hdl.proto import tcp
 from hdl.rx.meta import DropReason, Verdict
 
 __all__ = ["Classification", "classify", "parse_tcp_options"]
@@ -34,14 +35,17 @@ def _drop(reason: DropReason) -> Classification:
 
 
 def parse_tcp_options(options: bytes) -> dict | None:
-    """RFC 9293 s3.2 option walk; None for an illegal length (MUST-7)."""
+    """RFC 9293 s3.2 option walk; None for an illegal length (MUST-7).
+
+    The project's one Python parser of TCP option bytes (the option kinds are those of
+    :mod:`hdl.proto.tcp`); ``tests/test_tcp_options_unit.py`` keeps its own on purpose."""
     out = {"mss": None, "wscale": None, "sack_permitted": False, "ts": None, "sack": []}
     i = 0
     while i < len(options):
         kind = options[i]
-        if kind == 0:
+        if kind == tcp.OPT_EOL:
             break
-        if kind == 1:
+        if kind == tcp.OPT_NOP:
             i += 1
             continue
         if i + 1 >= len(options):
@@ -50,15 +54,15 @@ def parse_tcp_options(options: bytes) -> dict | None:
         if size < 2 or i + size > len(options):
             return None
         body = options[i + 2 : i + size]
-        if kind == 2 and size == 4:
+        if kind == tcp.OPT_MSS and size == 4:
             out["mss"] = struct.unpack("!H", body)[0]
-        elif kind == 3 and size == 3:
-            out["wscale"] = min(body[0], 14)
-        elif kind == 4 and size == 2:
+        elif kind == tcp.OPT_WSCALE and size == 3:
+            out["wscale"] = min(body[0], tcp.MAX_WSCALE)
+        elif kind == tcp.OPT_SACK_PERMITTED and size == 2:
             out["sack_permitted"] = True
-        elif kind == 8 and size == 10:
+        elif kind == tcp.OPT_TIMESTAMPS and size == 10:
             out["ts"] = struct.unpack("!II", body)
-        elif kind == 5 and size in (10, 18, 26, 34):
+        elif kind == tcp.OPT_SACK and size in (10, 18, 26, 34):
             out["sack"] = [struct.unpack("!II", body[k : k + 8]) for k in range(0, size - 2, 8)]
         i += size
     return out

@@ -41,6 +41,7 @@ EMPTY = {
 }
 
 
+# An independent reference for checking the gateware, kept apart from sim.reference on purpose.
 def reference_parse(options: bytes, length: int):
     """Plain-Python TCP option list parser.  Returns ``(result, error, cycles)``.
 

@@ -40,7 +40,7 @@ synth: $(STAMP)
 # docs/state-table.md and docs/state-diagram.svg from hdl/tcp/states.py, coloured by the
 # coverage the cocotb connection tests left in build/artifacts/ (if any).
 state-diagram: $(STAMP)
-	$(PY) -m sim.state_diagram $(addprefix --coverage ,$(wildcard build/artifacts/*/state_coverage.json))
+	$(PY) -m toe.sim.state_diagram $(addprefix --coverage ,$(wildcard build/artifacts/*/state_coverage.json))
 
 clean:
 	rm -rf build

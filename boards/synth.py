@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from amaranth.back import rtlil
-
-from hdl.config import ToeConfig
-from hdl.top import ToeTop
+from toe.hdl.config import ToeConfig
+from toe.hdl.top import ToeTop
 
 __all__ = ["synthesize"]
 

@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'host' has no attribute {name!r}")
-    return getattr(import_module(f"host.{module}"), name)
+    return getattr(import_module(f"toe.host.{module}"), name)
 
 
 def __dir__() -> list[str]:

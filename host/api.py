@@ -6,7 +6,7 @@ testbench, a PCIe/AXI driver, an in-memory test double).  It awaits nothing but 
 objects the transport supplies (``make_event()`` and, optionally, its send
 coroutines), so the same code runs under asyncio and under cocotb's scheduler::
 
-    from host.api import Engine
+    from toe.host.api import Engine
 
     async def echo_server(transport, config):
         engine = Engine(transport, config)
@@ -95,8 +95,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from hdl.config import ToeConfig
-from hdl.csr_map import key_register_writes
+from toe.hdl.config import ToeConfig
+from toe.hdl.csr_map import key_register_writes
 
 from .connection import (
     ConnectionRecord,

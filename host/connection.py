@@ -30,7 +30,7 @@ import errno
 import ipaddress
 from dataclasses import dataclass, field
 
-from hdl.host_if import ErrorCode
+from toe.hdl.host_if import ErrorCode
 
 __all__ = [
     "Opening", "SendSide", "ReceiveSide", "Release", "Ending", "TRANSITIONS",

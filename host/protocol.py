@@ -74,8 +74,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from hdl.config import ToeConfig
-from hdl.host_if import (
+from toe.hdl.config import ToeConfig
+from toe.hdl.host_if import (
     CommandOp,
     ErrorCode,
     EventKind,

@@ -6,7 +6,7 @@ and returns an :class:`host.api.Engine`, so an ordinary asyncio program uses the
 as it would a socket library::
 
     import asyncio
-    from host.socket_transport import open_engine
+    from toe.host.socket_transport import open_engine
 
     async def main():
         engine = await open_engine("build/vnic/toe.sock")
@@ -62,8 +62,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from hdl.config import ToeConfig
-from hdl.host_if import command_layout, data_layout, event_layout
+from toe.hdl.config import ToeConfig
+from toe.hdl.host_if import command_layout, data_layout, event_layout
 
 from .api import DriverSink, Engine
 
@@ -204,7 +204,7 @@ class SocketTransport:
 
     async def read_counters(self) -> dict[str, int]:
         """Every engine counter by name (:data:`hdl.csr.COUNTERS`)."""
-        from hdl.csr import COUNTER_BASE, COUNTERS
+        from toe.hdl.csr import COUNTER_BASE, COUNTERS
 
         return {name: await self.read_register(COUNTER_BASE + index)
                 for index, name in enumerate(COUNTERS)}

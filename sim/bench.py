@@ -10,8 +10,8 @@ import json
 import platform
 import time
 
-from hdl.config import ToeConfig
-from hdl.top import ToeTop
+from toe.hdl.config import ToeConfig
+from toe.hdl.top import ToeTop
 
 from .runner import run_cocotb
 
@@ -32,14 +32,14 @@ def run_benchmarks(widths=(1, 8), synth: bool = True) -> dict:
     }
     for width in widths:
         config = ToeConfig(data_bytes=width)
-        run = run_cocotb(ToeTop, config, "toe_core", "sim.bench_cocotb", "bench",
+        run = run_cocotb(ToeTop, config, "toe_core", "toe.sim.bench_cocotb", "bench",
                          artifacts=f"bench-w{width}")
         figures = json.loads((run.artifacts / "bench.json").read_text())
         figures["verilator_build_seconds"] = round(run.build.seconds, 1)
         results["datapath"][f"w{width}"] = figures
     tcp_config = ToeConfig(data_bytes=8, connections=32, tx_ring_bytes=65536,
                            rx_ring_bytes=65536)
-    run = run_cocotb(ToeTop, tcp_config, "toe_core", "sim.bench_tcp", "bench_tcp",
+    run = run_cocotb(ToeTop, tcp_config, "toe_core", "toe.sim.bench_tcp", "bench_tcp",
                      artifacts="bench-tcp-w8")
     results["tcp"] = json.loads((run.artifacts / "bench_tcp.json").read_text())
     results["tcp"]["config"] = {"connections": 32, "tx_ring_bytes": 65536,
@@ -47,7 +47,7 @@ def run_benchmarks(widths=(1, 8), synth: bool = True) -> dict:
     if synth:
         from pathlib import Path
 
-        from boards.synth import synthesize
+        from toe.boards.synth import synthesize
 
         config = SYNTH_CONFIG
         figures = synthesize(config, Path("build/synth/tcp64"))

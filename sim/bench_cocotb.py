@@ -9,9 +9,8 @@ import json
 import time
 
 import cocotb
-
-from sim.peer import Peer
-from sim.testbench import MacTestbench, artifacts_path
+from toe.sim.peer import Peer
+from toe.sim.testbench import MacTestbench, artifacts_path
 
 CLOCK_NS = 10
 

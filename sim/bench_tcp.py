@@ -12,11 +12,10 @@ import cocotb
 from cocotb.triggers import Timer
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import ARP
-
-from hdl.host_if import CommandOp, EventKind
-from sim.host_port import HostPort
-from sim.tcp_peer import ScriptedPeer
-from sim.testbench import MacTestbench, artifacts_path
+from toe.hdl.host_if import CommandOp, EventKind
+from toe.sim.host_port import HostPort
+from toe.sim.tcp_peer import ScriptedPeer
+from toe.sim.testbench import MacTestbench, artifacts_path
 
 CLOCK_NS = 10
 MSS = 1460

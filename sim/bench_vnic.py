@@ -19,9 +19,9 @@ import socket
 import time
 from pathlib import Path
 
-from hdl.tcp.engine import trace_layout
-from hdl.tcp.tcb import TcpState
-from host.socket_transport import open_engine
+from toe.hdl.tcp.engine import trace_layout
+from toe.hdl.tcp.tcb import TcpState
+from toe.host.socket_transport import open_engine
 
 from .netns import kernel_sockets, socket_in_netns
 from .vnic import VirtualNic

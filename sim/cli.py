@@ -10,12 +10,12 @@ __all__ = ["main"]
 
 def _demo(args: argparse.Namespace) -> int:
     if args.peer != "scapy":
-        from sim.vnic import can_run_vnic
+        from toe.sim.vnic import can_run_vnic
 
         why_not = can_run_vnic()
         if why_not is None:
-            from sim.build import build_root
-            from sim.demo_kernel import run_kernel_demo
+            from toe.sim.build import build_root
+            from toe.sim.demo_kernel import run_kernel_demo
 
             print("The peer is the Linux kernel, on a TAP device. Building the virtual NIC "
                   "(cached after the first run) ...", flush=True)
@@ -30,18 +30,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _scapy_demo(args: argparse.Namespace) -> int:
-    from hdl.config import ToeConfig
-    from hdl.top import ToeTop
-    from sim.runner import run_cocotb
+    from toe.hdl.config import ToeConfig
+    from toe.hdl.top import ToeTop
+    from toe.sim.runner import run_cocotb
 
     # TIME-WAIT is 2 * MSL: the demo's MSL is 2 ms so that the wait fits in the demo.
     config = ToeConfig(data_bytes=args.width, msl_us=2_000)
     print(f"Building the engine ({args.width} bytes per beat) with Verilator "
           "(cached after the first run) ...", flush=True)
-    result = run_cocotb(ToeTop, config, "toe_core", "sim.demo_bench", "demo",
+    result = run_cocotb(ToeTop, config, "toe_core", "toe.sim.demo_bench", "demo",
                         artifacts="demo", extra_env={"TOE_DEMO_STRICT": "1"})
     print((result.artifacts / "demo.txt").read_text(), end="")
-    from sim.ladder import list_connections, render_ladder
+    from toe.sim.ladder import list_connections, render_ladder
 
     pcap = result.artifacts / "demo.pcapng"
     for number, info in enumerate(list_connections(pcap)):
@@ -66,7 +66,7 @@ def _write_results(results: dict, path: str) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sim.bench import run_benchmarks
+    from toe.sim.bench import run_benchmarks
 
     results = run_benchmarks(widths=args.widths, synth=not args.no_synth)
     _write_results(results, args.out)
@@ -74,8 +74,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_vnic(args: argparse.Namespace) -> int:
-    from sim.bench_vnic import run_vnic_benchmarks
-    from sim.vnic import can_run_vnic
+    from toe.sim.bench_vnic import run_vnic_benchmarks
+    from toe.sim.vnic import can_run_vnic
 
     why_not = can_run_vnic()
     if why_not:
@@ -87,8 +87,8 @@ def _bench_vnic(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from boards.synth import synthesize
-    from sim.bench import SYNTH_CONFIG
+    from toe.boards.synth import synthesize
+    from toe.sim.bench import SYNTH_CONFIG
 
     config = SYNTH_CONFIG.replace(data_bytes=args.width, connections=args.connections)
     result = synthesize(config, Path("build/synth") / f"w{args.width}-c{args.connections}")
@@ -104,7 +104,7 @@ def _sim(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from sim.vnic import Impairment, VirtualNic, can_run_vnic
+    from toe.sim.vnic import Impairment, VirtualNic, can_run_vnic
 
     why_not = can_run_vnic() if args.netns else None
     if why_not:
@@ -124,7 +124,7 @@ def _sim(args: argparse.Namespace) -> int:
           + (f" in namespace {args.netns}" if args.netns else "")
           + f"; Linux's end of the wire: {args.peer_ip}\n"
           f"host driver socket: {socket_path}\n"
-          f"  python -m host.examples.echo_server --socket {socket_path} --port 7\n"
+          f"  python -m toe.host.examples.echo_server --socket {socket_path} --port 7\n"
           f"  {inside}curl http://{nic.engine_address}/   (with the HTTP example running)\n"
           "Ctrl-C stops it and removes what it created.", flush=True)
     stop = False

@@ -14,16 +14,15 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import RisingEdge
 from scapy.layers.l2 import Ether
-
-from hdl.csr import COUNTER_BASE, COUNTERS
-from host.api import Engine
-from sim.decode import describe
-from sim.host_port import HostPort
-from sim.host_transport import CocotbTransport
-from sim.peer import Peer
-from sim.state_coverage import TraceMonitor
-from sim.tcp_peer import ScriptedPeer
-from sim.testbench import MacTestbench, artifacts_path
+from toe.hdl.csr import COUNTER_BASE, COUNTERS
+from toe.host.api import Engine
+from toe.sim.decode import describe
+from toe.sim.host_port import HostPort
+from toe.sim.host_transport import CocotbTransport
+from toe.sim.peer import Peer
+from toe.sim.state_coverage import TraceMonitor
+from toe.sim.tcp_peer import ScriptedPeer
+from toe.sim.testbench import MacTestbench, artifacts_path
 
 TICK_CYCLES = 100  # 1 us of engine time = 100 cycles of 10 ns: real time
 

@@ -19,8 +19,8 @@ import socket
 import time
 from pathlib import Path
 
-from hdl.tcp.engine import TRACE_SOURCES, trace_layout
-from host.socket_transport import open_engine
+from toe.hdl.tcp.engine import TRACE_SOURCES, trace_layout
+from toe.host.socket_transport import open_engine
 
 from .ladder import list_connections, render_ladder
 from .netns import kernel_sockets, socket_in_netns

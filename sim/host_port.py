@@ -14,9 +14,15 @@ from dataclasses import dataclass
 import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, RisingEdge, with_timeout
-
-from hdl.config import ToeConfig
-from hdl.host_if import CommandOp, ErrorCode, EventKind, command_layout, data_layout, event_layout
+from toe.hdl.config import ToeConfig
+from toe.hdl.host_if import (
+    CommandOp,
+    ErrorCode,
+    EventKind,
+    command_layout,
+    data_layout,
+    event_layout,
+)
 
 __all__ = ["HostPort", "HostEvent"]
 

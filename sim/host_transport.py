@@ -14,8 +14,7 @@ API an application would::
 """
 
 from cocotb.triggers import Event
-
-from host.api import DriverSink
+from toe.host.api import DriverSink
 
 from .host_port import HostPort
 

@@ -42,8 +42,8 @@ Sequence and acknowledgment numbers are relative to each side's initial sequence
 (the seq of its SYN, or one less than the first seq seen) unless ``relative=False``; the
 window is the raw header field.  Usage::
 
-    python -m sim.ladder capture.pcapng -o ladder.svg --names engine Linux
-    python -m sim.ladder capture.pcapng --list
+    python -m toe.sim.ladder capture.pcapng -o ladder.svg --names engine Linux
+    python -m toe.sim.ladder capture.pcapng --list
 """
 
 from __future__ import annotations
@@ -59,8 +59,7 @@ from xml.sax.saxutils import escape
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Packet
 from scapy.utils import rdpcap
-
-from hdl.proto.tcp import (
+from toe.hdl.proto.tcp import (
     ACK_FLAG,
     FIN,
     RST,
@@ -71,9 +70,9 @@ from hdl.proto.tcp import (
     seq_before_eq,
     seq_diff,
 )
-from hdl.tcp.states import TcpState
-from sim import state_diagram
-from sim.decode import describe
+from toe.hdl.tcp.states import TcpState
+from toe.sim import state_diagram
+from toe.sim.decode import describe
 
 __all__ = [
     "STATES",
@@ -930,10 +929,10 @@ def _parse_connection(text: str | None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sim.ladder in.pcap -o out.svg [--names A B] [--absolute]
+    """``python -m toe.sim.ladder in.pcap -o out.svg [--names A B] [--absolute]
     [--connection N] [--list]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m sim.ladder",
+        prog="python -m toe.sim.ladder",
         description="Draw a TCP ladder diagram (SVG) of one connection of a pcap/pcapng.")
     parser.add_argument("pcap", type=Path)
     parser.add_argument("-o", "--output", type=Path,
@@ -964,7 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             relative=not args.absolute, collapse_after=args.collapse_after,
             dup_acks=not args.no_dup_acks)
     except ValueError as e:
-        print(f"sim.ladder: {e}", file=sys.stderr)
+        print(f"toe.sim.ladder: {e}", file=sys.stderr)
         return 1
     print(f"{output}: {ladder.connection}, {ladder.segments} segments in "
           f"{len(ladder.rows)} rows")

@@ -3,9 +3,8 @@
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
-
-from hdl.checksum import reference_sum
-from hdl.config import ToeConfig
+from toe.hdl.checksum import reference_sum
+from toe.hdl.config import ToeConfig
 
 __all__ = ["Peer", "checksums_ok", "mac_str", "ip_str"]
 

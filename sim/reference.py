@@ -8,10 +8,10 @@ malformed or fuzzed) which drop counter must move or which reply must leave.
 import struct
 from dataclasses import dataclass
 
-from hdl.checksum import reference_sum
-from hdl.config import ToeConfig
-from hdl.proto import tcp
-from hdl.rx.meta import DropReason, Verdict
+from toe.hdl.checksum import reference_sum
+from toe.hdl.config import ToeConfig
+from toe.hdl.proto import tcp
+from toe.hdl.rx.meta import DropReason, Verdict
 
 __all__ = ["Classification", "classify", "parse_tcp_options"]
 

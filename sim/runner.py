@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hdl.config import ToeConfig
+from toe.hdl.config import ToeConfig
 
 from .build import Build, TopFactory, build, build_root, env_override, waves_requested
 

@@ -4,7 +4,7 @@ The engine reports every event it processes on its ``trace`` port
 (:data:`hdl.tcp.engine.trace_layout`): the state before and after, the source of the
 event, the segment's flags or the command.  :class:`TraceMonitor` records these from the
 simulation; :func:`report` turns records into a table and :func:`write_coverage` into
-JSON (read by ``python -m sim.state_diagram --coverage``).  The transitions come from the
+JSON (read by ``python -m toe.sim.state_diagram --coverage``).  The transitions come from the
 one table of :mod:`hdl.tcp.states`: :data:`DIAGRAM` is its RFC 9293 figure 5 part,
 :data:`REQUIRED` the part the tests must hit (:func:`missing`), and a state change the
 table does not list is reported (:func:`undeclared`).
@@ -17,11 +17,10 @@ from pathlib import Path
 
 import cocotb
 from cocotb.triggers import RisingEdge, ValueChange
-
-from hdl.host_if import CommandOp
-from hdl.proto.tcp import ACK_FLAG, FIN, RST, SYN
-from hdl.tcp.engine import TRACE_SOURCES, trace_layout
-from hdl.tcp.states import TRANSITIONS, TcpState, allowed, find
+from toe.hdl.host_if import CommandOp
+from toe.hdl.proto.tcp import ACK_FLAG, FIN, RST, SYN
+from toe.hdl.tcp.engine import TRACE_SOURCES, trace_layout
+from toe.hdl.tcp.states import TRANSITIONS, TcpState, allowed, find
 
 __all__ = ["TraceMonitor", "Transition", "TABLE", "DIAGRAM", "REQUIRED", "HITS", "COUNTS",
            "event_name", "report", "missing", "missing_from", "undeclared", "coverage_data",
@@ -180,7 +179,7 @@ def coverage_data(records, hits: dict[Transition, set[str]] | None = None) -> di
 
 
 def write_coverage(path: str | Path, records, hits=None) -> Path:
-    """Write :func:`coverage_data` to ``path`` (for ``python -m sim.state_diagram
+    """Write :func:`coverage_data` to ``path`` (for ``python -m toe.sim.state_diagram
     --coverage path``)."""
     path = Path(path)
     path.write_text(json.dumps(coverage_data(records, hits), indent=1) + "\n")

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
-
-from hdl.config import ToeConfig
-from hdl.proto.tcp import flag_letters, seq_before, seq_diff
+from toe.hdl.config import ToeConfig
+from toe.hdl.proto.tcp import flag_letters, seq_before, seq_diff
 
 from .peer import ip_str, mac_str
 

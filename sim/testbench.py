@@ -46,8 +46,7 @@ from cocotb.triggers import (
 )
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
-
-from hdl.config import ToeConfig
+from toe.hdl.config import ToeConfig
 
 from .axis import AxisFrame, AxisSink, AxisSource, Pattern
 from .pcap import INBOUND, OUTBOUND, PcapRecord, write_pcapng

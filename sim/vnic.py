@@ -30,11 +30,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hdl.config import ToeConfig, ip
-from hdl.csr_map import REGISTERS, key_register_writes
-from hdl.host_if import command_layout, data_layout, event_layout
-from hdl.tcp.engine import trace_layout
-from host.socket_transport import Message
+from toe.hdl.config import ToeConfig, ip
+from toe.hdl.csr_map import REGISTERS, key_register_writes
+from toe.hdl.host_if import command_layout, data_layout, event_layout
+from toe.hdl.tcp.engine import trace_layout
+from toe.host.socket_transport import Message
 
 from .build import VERILATOR_ARGS, BuildError, _locked, _write_if_changed, build_root, verilog_text
 from .verilator import use_verilator, verilator_env, verilator_version

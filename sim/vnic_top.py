@@ -24,9 +24,8 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetInserter, S
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
-
-from hdl.config import ToeConfig
-from hdl.top import ToeTop
+from toe.hdl.config import ToeConfig
+from toe.hdl.top import ToeTop
 
 __all__ = ["VnicTop"]
 

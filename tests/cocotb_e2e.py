@@ -10,13 +10,12 @@ import random
 import cocotb
 from cocotb.triggers import Combine, Timer
 from scapy.layers.l2 import ARP
-
-from host.api import Engine
-from host.framing import recv_message, send_message
-from sim.host_port import HostPort
-from sim.host_transport import CocotbTransport
-from sim.tcp_peer import ReactivePeer
-from sim.testbench import MacTestbench
+from toe.host.api import Engine
+from toe.host.framing import recv_message, send_message
+from toe.sim.host_port import HostPort
+from toe.sim.host_transport import CocotbTransport
+from toe.sim.tcp_peer import ReactivePeer
+from toe.sim.testbench import MacTestbench
 
 TICK_CYCLES = 10
 US = TICK_CYCLES * 10

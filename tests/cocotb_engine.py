@@ -8,11 +8,10 @@ import cocotb
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
-
-from hdl.csr import COUNTER_BASE, COUNTERS, ID_VALUE, REGISTERS
-from sim.peer import Peer, checksums_ok
-from sim.reference import classify
-from sim.testbench import MacTestbench
+from toe.hdl.csr import COUNTER_BASE, COUNTERS, ID_VALUE, REGISTERS
+from toe.sim.peer import Peer, checksums_ok
+from toe.sim.reference import classify
+from toe.sim.testbench import MacTestbench
 
 TICK_CYCLES = 10  # one engine microsecond = 10 clock cycles = 100 ns of simulated time
 US = TICK_CYCLES * 10  # ns of simulated time per engine microsecond

@@ -24,9 +24,8 @@ from harness_loopback import (
 )
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
-
-from sim.axis import PATTERNS
-from sim.testbench import MacTestbench, RecvTimeout, artifacts_path
+from toe.sim.axis import PATTERNS
+from toe.sim.testbench import MacTestbench, RecvTimeout, artifacts_path
 
 SIZES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 60, 64, 65, 127, 1500, 1514, 1600]
 """Frame sizes (bytes) of the round-trip test: around beat boundaries of every tested width,

@@ -13,14 +13,13 @@ import cocotb
 from cocotb.triggers import Timer
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import ARP, Ether
-
-from hdl.csr import COUNTER_BASE, COUNTERS
-from hdl.host_if import CommandOp, ErrorCode, EventKind
-from sim.host_port import HostPort
-from sim.peer import checksums_ok
-from sim.state_coverage import TraceMonitor, missing, report, undeclared, write_coverage
-from sim.tcp_peer import ScriptedPeer, flags_of
-from sim.testbench import MacTestbench
+from toe.hdl.csr import COUNTER_BASE, COUNTERS
+from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
+from toe.sim.host_port import HostPort
+from toe.sim.peer import checksums_ok
+from toe.sim.state_coverage import TraceMonitor, missing, report, undeclared, write_coverage
+from toe.sim.tcp_peer import ScriptedPeer, flags_of
+from toe.sim.testbench import MacTestbench
 
 TICK_CYCLES = 10
 US = TICK_CYCLES * 10  # ns of simulated time per engine microsecond
@@ -943,8 +942,8 @@ async def test_isn_key_sets_iss(dut):
     """RFC 6528 s3 / RFC 9293 MUST-8, MUST-9, SHLD-1: ISS = M + F(4-tuple, key), M the
     4 us clock, F keyed SipHash; the key is written through registers and reads back as
     zero (F cannot be computed from outside)."""
-    from hdl.csr import REGISTERS
-    from sim.isn_model import reference_isn
+    from toe.hdl.csr import REGISTERS
+    from toe.sim.isn_model import reference_isn
 
     b = await start(dut)
     key = bytes(range(0x40, 0x50))
@@ -972,8 +971,8 @@ async def test_established_send_across_wrap(dut):
     and ACKs across the wrap return the credit."""
     import random as _random
 
-    from hdl.csr import REGISTERS
-    from sim.isn_model import MASK32, isn_message, siphash24
+    from toe.hdl.csr import REGISTERS
+    from toe.sim.isn_model import MASK32, isn_message, siphash24
 
     b = await start(dut)
     await b.listen(80)
@@ -1116,8 +1115,8 @@ async def test_state_diagram_covered(dut):
     RFC 9293 state diagram, figure 5) was taken by the tests above, as the engine itself
     reported it, and the engine made no state change the table does not list.  Writes
     the coverage report (markdown) and the hit transitions (JSON, for
-    ``python -m sim.state_diagram --coverage``)."""
-    from sim.testbench import artifacts_path
+    ``python -m toe.sim.state_diagram --coverage``)."""
+    from toe.sim.testbench import artifacts_path
 
     text = report(TRANSITIONS)
     path = artifacts_path() / "state_coverage.md"

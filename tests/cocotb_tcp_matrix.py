@@ -34,11 +34,10 @@ import cocotb
 from cocotb.triggers import Timer
 from cocotb_tcp import US, Bench, check_ack, start
 from scapy.layers.inet import TCP
-
-from hdl.host_if import CommandOp, ErrorCode, EventKind
-from hdl.proto.tcp import seq_before_eq
-from sim.state_coverage import TraceMonitor, Transition
-from sim.tcp_peer import ScriptedPeer, flags_of
+from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
+from toe.hdl.proto.tcp import seq_before_eq
+from toe.sim.state_coverage import TraceMonitor, Transition
+from toe.sim.tcp_peer import ScriptedPeer, flags_of
 
 MOD = 2**32
 #: Trace event names (sim.state_coverage.event_name) of a segment arrival.

@@ -29,13 +29,12 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from amaranth.sim import Simulator
-
-from hdl.config import ToeConfig, ip, mac
-from hdl.host_if import CommandOp, EventKind, command_layout
-from hdl.proto import tcp
-from hdl.rx.meta import Verdict, rx_meta_layout
-from hdl.tcp.engine import ENGINE_COUNTERS, TRACE_SOURCES, TcpEngine
-from hdl.tcp.tcb import TcpState, delivered_layout, tcb_layout, written_layout
+from toe.hdl.config import ToeConfig, ip, mac
+from toe.hdl.host_if import CommandOp, EventKind, command_layout
+from toe.hdl.proto import tcp
+from toe.hdl.rx.meta import Verdict, rx_meta_layout
+from toe.hdl.tcp.engine import ENGINE_COUNTERS, TRACE_SOURCES, TcpEngine
+from toe.hdl.tcp.tcb import TcpState, delivered_layout, tcb_layout, written_layout
 
 __all__ = ["BENCH_CONFIG", "EngineBench", "Peer", "Conn", "Seg", "Ev", "Tr", "run",
            "established", "syn_sent", "syn_received", "fin_wait_1",

@@ -12,9 +12,8 @@ import struct
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw, raw
-
-from hdl.checksum import internet_checksum
-from sim.reference import parse_tcp_options
+from toe.hdl.checksum import internet_checksum
+from toe.sim.reference import parse_tcp_options
 
 __all__ = ["OUR_MAC", "OUR_IP", "PEER_MAC", "PEER_IP", "random_frame", "expected_fields",
            "fix_ip_checksum", "fix_l4_checksum", "corner_frames"]

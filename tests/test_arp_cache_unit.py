@@ -19,9 +19,8 @@ cycle, so request spacing and lifetimes are measured in the block's own time bas
 import random
 
 from amaranth_helpers import run
-
-from hdl.arp.cache import ArpCache
-from hdl.config import ip, mac
+from toe.hdl.arp.cache import ArpCache
+from toe.hdl.config import ip, mac
 
 OUR_IP, NETMASK, GATEWAY = ip("10.0.0.2"), ip("255.255.255.0"), ip("10.0.0.1")
 BROADCAST_MAC = 0xFFFF_FFFF_FFFF

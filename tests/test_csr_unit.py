@@ -2,9 +2,8 @@
 
 from amaranth.hdl import Module
 from amaranth_helpers import run
-
-from hdl.config import ToeConfig
-from hdl.csr import REGISTERS, RegisterFile
+from toe.hdl.config import ToeConfig
+from toe.hdl.csr import REGISTERS, RegisterFile
 
 
 def _count(config: ToeConfig, ticks: list[int]) -> list[int]:

@@ -1,10 +1,9 @@
 """pytest entry for the engine tests (tests/cocotb_engine.py) at data widths 1, 8 and 64."""
 
 import pytest
-
-from hdl.config import ToeConfig
-from hdl.top import ToeTop
-from sim.runner import run_cocotb
+from toe.hdl.config import ToeConfig
+from toe.hdl.top import ToeTop
+from toe.sim.runner import run_cocotb
 
 WIDTHS = [1, 8, 64]
 

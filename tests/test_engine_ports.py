@@ -18,9 +18,8 @@ from engine_bench import (
     syn_received,
     syn_sent,
 )
-
-from hdl.host_if import CommandOp, ErrorCode, EventKind
-from hdl.tcp.tcb import TcpState
+from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
+from toe.hdl.tcp.tcb import TcpState
 
 RING = 256  # BENCH_CONFIG rx_ring_bytes and tx_ring_bytes
 RTO = 1000  # BENCH_CONFIG rto_initial_us = rto_min_us

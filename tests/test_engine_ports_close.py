@@ -25,10 +25,9 @@ from engine_bench import (
     syn_sent,
     time_wait,
 )
-
-from hdl.host_if import CommandOp, ErrorCode, EventKind
-from hdl.proto.tcp import seq_before_eq
-from hdl.tcp.tcb import TcpState
+from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
+from toe.hdl.proto.tcp import seq_before_eq
+from toe.hdl.tcp.tcb import TcpState
 
 RING = BENCH_CONFIG.rx_ring_bytes
 RTO = BENCH_CONFIG.rto_initial_us

@@ -9,10 +9,9 @@ both ways.
 
 import pytest
 from amaranth.hdl import Fragment
-
-from hdl.config import ToeConfig
-from hdl.tcp.engine import TcpEngine
-from hdl.tcp.states import TRANSITIONS, TcpState
+from toe.hdl.config import ToeConfig
+from toe.hdl.tcp.engine import TcpEngine
+from toe.hdl.tcp.states import TRANSITIONS, TcpState
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,9 @@ from collections import deque
 
 import pytest
 from amaranth_helpers import run, split_beats
-
-from hdl.config import ToeConfig
-from hdl.rx.frame_buffer import FrameBuffer
-from hdl.rx.frontend import buffer_geometry
+from toe.hdl.config import ToeConfig
+from toe.hdl.rx.frame_buffer import FrameBuffer
+from toe.hdl.rx.frontend import buffer_geometry
 
 
 def run_buffer(width, depth, max_words, max_beats, sizes, seed, consumer_speed, every=1):

@@ -19,14 +19,13 @@ from amaranth import Elaboratable, Module, Signal
 from harness_loopback import HarnessLoopback
 from scapy.layers.inet import UDP  # registers Ethernet/IP/UDP for rdpcap
 from scapy.utils import rdpcap
-
-from hdl.config import ToeConfig
-from sim import build as build_mod
-from sim.axis import PATTERNS, AxisProtocolError, AxisStreamChecker, make_pattern
-from sim.build import build, build_dir, verilog, verilog_text
-from sim.pcap import INBOUND, OUTBOUND
-from sim.runner import artifacts_dir, current_test_name, run_cocotb
-from sim.verilator import use_verilator, verilator_version
+from toe.hdl.config import ToeConfig
+from toe.sim import build as build_mod
+from toe.sim.axis import PATTERNS, AxisProtocolError, AxisStreamChecker, make_pattern
+from toe.sim.build import build, build_dir, verilog, verilog_text
+from toe.sim.pcap import INBOUND, OUTBOUND
+from toe.sim.runner import artifacts_dir, current_test_name, run_cocotb
+from toe.sim.verilator import use_verilator, verilator_version
 
 TOP = "harness_loopback"
 WIDTHS = [1, 8]

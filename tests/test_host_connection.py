@@ -8,9 +8,8 @@ import itertools
 
 import pytest
 from test_host_protocol import PEER, events, make_proto, open_active
-
-from hdl.host_if import CommandOp, ErrorCode, EventKind
-from host.connection import (
+from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
+from toe.host.connection import (
     TRANSITIONS,
     ConnectionMachine,
     ConnState,

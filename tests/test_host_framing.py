@@ -13,9 +13,8 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from host.api import IncompleteReadError
-from host.framing import (
+from toe.host.api import IncompleteReadError
+from toe.host.framing import (
     HEADER_SIZE,
     FramingError,
     IncompleteMessageError,

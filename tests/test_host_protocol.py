@@ -20,13 +20,19 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
-
-from hdl.config import ToeConfig, ip
-from hdl.host_if import CommandOp, ErrorCode, EventKind, command_layout, data_layout, event_layout
-from host.api import Engine, IncompleteReadError
-from host.connection import SendSide
-from host.framing import recv_message, send_message
-from host.protocol import (
+from toe.hdl.config import ToeConfig, ip
+from toe.hdl.host_if import (
+    CommandOp,
+    ErrorCode,
+    EventKind,
+    command_layout,
+    data_layout,
+    event_layout,
+)
+from toe.host.api import Engine, IncompleteReadError
+from toe.host.connection import SendSide
+from toe.host.framing import recv_message, send_message
+from toe.host.protocol import (
     Accepted,
     Acked,
     Closed,
@@ -1615,8 +1621,8 @@ def test_api_runs_without_asyncio(transport):
 def test_api_module_does_not_import_asyncio():
     import ast
 
-    import host.api
-    tree = ast.parse(open(host.api.__file__).read())
+    import toe.host.api as api_module
+    tree = ast.parse(open(api_module.__file__).read())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
@@ -1627,7 +1633,7 @@ def test_api_module_does_not_import_asyncio():
 def test_key_register_writes():
     """The key writes target hdl/csr_map.py's key registers, little-endian words, the word
     that loads each key last (RFC 6528 s3: the ISN key; the lookup hash key)."""
-    from hdl.csr_map import REGISTERS, key_register_writes
+    from toe.hdl.csr_map import REGISTERS, key_register_writes
 
     isn_key = bytes(range(16))
     hash_key = bytes(range(100, 112))

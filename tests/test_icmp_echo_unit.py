@@ -26,12 +26,11 @@ from amaranth_helpers import beat_bytes, run
 from rx_frames import OUR_IP, OUR_MAC, expected_fields, icmp_frame, insert_ip_options
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
-
-from hdl.checksum import reference_sum
-from hdl.config import ToeConfig
-from hdl.icmp.echo import IcmpEcho
-from hdl.rx.frontend import buffer_geometry
-from hdl.rx.meta import Verdict
+from toe.hdl.checksum import reference_sum
+from toe.hdl.config import ToeConfig
+from toe.hdl.icmp.echo import IcmpEcho
+from toe.hdl.rx.frontend import buffer_geometry
+from toe.hdl.rx.meta import Verdict
 
 ETH = 14
 CONFIG = ToeConfig()

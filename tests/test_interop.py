@@ -23,13 +23,12 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import TCP
 from scapy.utils import rdpcap
-
-from hdl.tcp.engine import TRACE_SOURCES, trace_layout
-from host.socket_transport import open_engine
-from sim.bench_vnic import bulk_data, engine_to_kernel, kernel_to_engine
-from sim.netns import kernel_sockets, socket_in_netns
-from sim.state_coverage import event_name
-from sim.vnic import Impairment, VirtualNic, can_run_vnic, netem_available
+from toe.hdl.tcp.engine import TRACE_SOURCES, trace_layout
+from toe.host.socket_transport import open_engine
+from toe.sim.bench_vnic import bulk_data, engine_to_kernel, kernel_to_engine
+from toe.sim.netns import kernel_sockets, socket_in_netns
+from toe.sim.state_coverage import event_name
+from toe.sim.vnic import Impairment, VirtualNic, can_run_vnic, netem_available
 
 _WHY_NOT = can_run_vnic()
 pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=f"virtual NIC: {_WHY_NOT}")
@@ -266,7 +265,7 @@ def test_simultaneous_close(make_nic):
 
 
 def _example(nic: VirtualNic, module: str, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", f"host.examples.{module}", "--socket",
+    proc = subprocess.Popen([sys.executable, "-m", f"toe.host.examples.{module}", "--socket",
                              str(nic.socket), *args], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # the example prints one line when it listens
     assert line, f"{module} did not start"
@@ -358,7 +357,7 @@ def test_client_example_to_kernel_server(make_nic, tmp_path):
     thread = threading.Thread(target=serve)
     thread.start()
     out = tmp_path / "answer.bin"
-    subprocess.run([sys.executable, "-m", "host.examples.client", "--socket", str(nic.socket),
+    subprocess.run([sys.executable, "-m", "toe.host.examples.client", "--socket", str(nic.socket),
                     KERNEL, "8000", "--send", str(tmp_path / "request.bin"), "--out", str(out)],
                    check=True, timeout=TIMEOUT, capture_output=True)
     thread.join(10)

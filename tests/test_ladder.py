@@ -13,16 +13,15 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
-
-from hdl.tcp.tcb import TcpState
-from sim.ladder import (
+from toe.hdl.tcp.tcb import TcpState
+from toe.sim.ladder import (
     Connection,
     ladder_from_packets,
     list_connections,
     main,
     render_ladder,
 )
-from sim.pcap import INBOUND, OUTBOUND, PcapRecord, write_pcapng
+from toe.sim.pcap import INBOUND, OUTBOUND, PcapRecord, write_pcapng
 
 SVG = "{http://www.w3.org/2000/svg}"
 CLIENT = ("10.0.0.1", 40000)
@@ -492,7 +491,7 @@ def test_pcapng_with_nanosecond_times_and_escaping(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    """``python -m sim.ladder``: --list, -o, --names, --absolute, --connection."""
+    """``python -m toe.sim.ladder``: --list, -o, --names, --absolute, --connection."""
     pcap = tmp_path / "two.pcap"
     wrpcap(str(pcap), two_connections())
     assert main([str(pcap), "--list"]) == 0

@@ -8,8 +8,7 @@ import random
 
 import pytest
 from amaranth_helpers import run
-
-from hdl.tcp.lane_ring import LaneRing
+from toe.hdl.tcp.lane_ring import LaneRing
 
 
 def _wrap(addr, i, depth, part):

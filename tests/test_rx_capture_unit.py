@@ -16,14 +16,13 @@ from amaranth_helpers import fold16, run, split_beats
 from scapy.layers.inet import ICMP, IP, TCP, IPOption_NOP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw, raw
-
-from hdl.checksum import internet_checksum, reference_sum
-from hdl.config import ToeConfig
-from hdl.rx.capture import FrameCapture
-from hdl.rx.checksum import RxChecksum
-from hdl.rx.frontend import buffer_geometry
-from hdl.rx.parser import CAPTURE_BYTES
-from hdl.stream import beat_layout
+from toe.hdl.checksum import internet_checksum, reference_sum
+from toe.hdl.config import ToeConfig
+from toe.hdl.rx.capture import FrameCapture
+from toe.hdl.rx.checksum import RxChecksum
+from toe.hdl.rx.frontend import buffer_geometry
+from toe.hdl.rx.parser import CAPTURE_BYTES
+from toe.hdl.stream import beat_layout
 
 ETH = 14
 

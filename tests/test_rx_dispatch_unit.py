@@ -23,13 +23,12 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import data, wiring
 from amaranth_helpers import run, split_beats
 from rx_frames import icmp_frame, random_frame, tcp_frame
-
-from hdl.config import ToeConfig
-from hdl.register_fifo import RegisterFifo
-from hdl.rx.dispatch import RxDispatcher
-from hdl.rx.frontend import RxFrontend, buffer_geometry
-from hdl.rx.meta import DropReason, Verdict
-from sim.reference import classify
+from toe.hdl.config import ToeConfig
+from toe.hdl.register_fifo import RegisterFifo
+from toe.hdl.rx.dispatch import RxDispatcher
+from toe.hdl.rx.frontend import RxFrontend, buffer_geometry
+from toe.hdl.rx.meta import DropReason, Verdict
+from toe.sim.reference import classify
 
 PORTS = {Verdict.ARP: "arp", Verdict.ICMP_ECHO: "icmp", Verdict.TCP: "tcp"}
 

@@ -20,14 +20,13 @@ import random
 import pytest
 from amaranth_helpers import run, split_beats
 from rx_frames import corner_frames, expected_fields, random_frame
-
-from hdl.checksum import reference_sum
-from hdl.config import ToeConfig, ip, mac
-from hdl.csr import COUNTERS
-from hdl.rx.frontend import RxFrontend, buffer_geometry
-from hdl.rx.meta import DropReason, Verdict
-from hdl.rx.parser import CAPTURE_BYTES, RxParser
-from sim.reference import Classification, classify
+from toe.hdl.checksum import reference_sum
+from toe.hdl.config import ToeConfig, ip, mac
+from toe.hdl.csr import COUNTERS
+from toe.hdl.rx.frontend import RxFrontend, buffer_geometry
+from toe.hdl.rx.meta import DropReason, Verdict
+from toe.hdl.rx.parser import CAPTURE_BYTES, RxParser
+from toe.sim.reference import Classification, classify
 
 ETH = 14
 CONFIG = ToeConfig()

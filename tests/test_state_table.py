@@ -6,12 +6,12 @@ import itertools
 import json
 import xml.etree.ElementTree as ET
 
-from hdl.host_if import CommandOp
-from hdl.tcp import states
-from hdl.tcp.states import TRANSITIONS, TcpState
-from hdl.tcp.tcb import TcpState as TcbTcpState
-from sim import state_coverage, state_diagram
-from sim.state_coverage import Transition, event_name
+from toe.hdl.host_if import CommandOp
+from toe.hdl.tcp import states
+from toe.hdl.tcp.states import TRANSITIONS, TcpState
+from toe.hdl.tcp.tcb import TcpState as TcbTcpState
+from toe.sim import state_coverage, state_diagram
+from toe.sim.state_coverage import Transition, event_name
 
 #: RFC 9293 s3.3.2 figure 5, written out from the RFC (not from the table), with the
 #: engine's event names; SYN-RECEIVED --RST--> LISTEN is the engine's return to the

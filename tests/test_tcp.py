@@ -6,10 +6,9 @@ retransmissions (3 for a SYN).  The rules are the RFC's; only the constants diff
 """
 
 import pytest
-
-from hdl.config import ToeConfig
-from hdl.top import ToeTop
-from sim.runner import run_cocotb
+from toe.hdl.config import ToeConfig
+from toe.hdl.top import ToeTop
+from toe.sim.runner import run_cocotb
 
 
 def tcp_config(width: int = 8, **changes) -> ToeConfig:

@@ -32,8 +32,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 from amaranth_helpers import run
-
-from hdl.tcp.conn_table import (
+from toe.hdl.tcp.conn_table import (
     BANKS,
     DEFAULT_KEY,
     KEY_BITS,

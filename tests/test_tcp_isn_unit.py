@@ -21,9 +21,8 @@ from itertools import pairwise
 
 from amaranth.back import verilog
 from amaranth_helpers import run
-
-from hdl.tcp.isn import ISN_LATENCY, MESSAGE_BYTES, IsnGenerator
-from sim.isn_model import MASK32, isn_message, reference_isn, siphash24
+from toe.hdl.tcp.isn import ISN_LATENCY, MESSAGE_BYTES, IsnGenerator
+from toe.sim.isn_model import MASK32, isn_message, reference_isn, siphash24
 
 SEED = 6528
 PAPER_KEY = bytes(range(16))

@@ -23,12 +23,11 @@ from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import memory
 from amaranth_helpers import run
-
-from hdl.config import ToeConfig
-from hdl.tcp.lane_ring import LaneRing
-from hdl.tcp.rx_copy import RxCopier
-from hdl.tcp.rx_delivery import RxDelivery
-from hdl.tcp.tx_writer import TxWriter
+from toe.hdl.config import ToeConfig
+from toe.hdl.tcp.lane_ring import LaneRing
+from toe.hdl.tcp.rx_copy import RxCopier
+from toe.hdl.tcp.rx_delivery import RxDelivery
+from toe.hdl.tcp.tx_writer import TxWriter
 
 WIDTHS = [1, 8, 64]
 RING = 256

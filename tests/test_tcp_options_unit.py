@@ -28,9 +28,8 @@ import random
 from amaranth_helpers import run
 from scapy.layers.inet import TCP
 from scapy.packet import raw
-
-from hdl.proto import tcp
-from hdl.rx.tcp_options import TcpOptionParser
+from toe.hdl.proto import tcp
+from toe.hdl.rx.tcp_options import TcpOptionParser
 
 MAX = tcp.MAX_OPTION_BYTES  # 40
 SEED = 9293

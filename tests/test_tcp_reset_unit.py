@@ -23,12 +23,11 @@ from amaranth_helpers import beat_bytes, run
 from rx_frames import OUR_IP, OUR_MAC, expected_fields, tcp_frame
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
-
-from hdl.checksum import reference_sum
-from hdl.config import ToeConfig
-from hdl.proto.tcp import ACK_FLAG, FIN, PSH, RST, SYN
-from hdl.rx.meta import Verdict
-from hdl.tcp.reset import RST_FRAME_BYTES, TcpReset
+from toe.hdl.checksum import reference_sum
+from toe.hdl.config import ToeConfig
+from toe.hdl.proto.tcp import ACK_FLAG, FIN, PSH, RST, SYN
+from toe.hdl.rx.meta import Verdict
+from toe.hdl.tcp.reset import RST_FRAME_BYTES, TcpReset
 
 PTR_BITS = 10
 CONFIG = ToeConfig()

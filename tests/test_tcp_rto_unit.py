@@ -29,8 +29,7 @@ from fractions import Fraction
 import pytest
 from amaranth.back import verilog
 from amaranth_helpers import run
-
-from hdl.tcp.rto import (
+from toe.hdl.tcp.rto import (
     INITIAL_RTO_US,
     MAX_RTO_US,
     MIN_RTO_US,

@@ -14,12 +14,11 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth_helpers import beat_bytes, run
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
-
-from hdl.checksum import reference_sum
-from hdl.config import ToeConfig
-from hdl.proto import tcp
-from hdl.tcp.lane_ring import LaneRing
-from hdl.tcp.transmitter import TcpTransmitter
+from toe.hdl.checksum import reference_sum
+from toe.hdl.config import ToeConfig
+from toe.hdl.proto import tcp
+from toe.hdl.tcp.lane_ring import LaneRing
+from toe.hdl.tcp.transmitter import TcpTransmitter
 
 MAC = 0x02_00_00_00_00_02
 IP_ADDR = 0x0A_00_00_02

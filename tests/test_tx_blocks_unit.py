@@ -12,9 +12,8 @@ import random
 
 import pytest
 from amaranth_helpers import beat_bytes, run, split_beats
-
-from hdl.tx.arbiter import FrameArbiter
-from hdl.tx.serializer import FrameSerializer
+from toe.hdl.tx.arbiter import FrameArbiter
+from toe.hdl.tx.serializer import FrameSerializer
 
 # -- FrameSerializer ------------------------------------------------------------------------
 

@@ -12,9 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from host.socket_transport import STATS_FIELDS, Message
-from sim.vnic import VNIC_CONFIG, _header
+from toe.host.socket_transport import STATS_FIELDS, Message
+from toe.sim.vnic import VNIC_CONFIG, _header
 
 SOURCE = Path(__file__).resolve().parent.parent / "sim" / "native" / "vnic.cpp"
 NAMES = "|".join(m.name for m in Message)

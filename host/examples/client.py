@@ -1,6 +1,6 @@
 """A client on the offloaded engine: connect out, send, half-close, read to the end.
 
-    python -m host.examples.client --socket build/vnic/toe.sock 10.0.0.1 8000 --send request.bin
+    python -m toe.host.examples.client --socket build/vnic/toe.sock 10.0.0.1 8000 --send request.bin
 
 Sends the file (or standard input with ``--send -``, or nothing), half-closes its side
 (RFC 9293 s3.6: the FIN follows the data, the peer's data keeps flowing), writes
@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import sys
 
-from host.socket_transport import open_engine
+from toe.host.socket_transport import open_engine
 
 
 async def run(socket_path: str, host: str, port: int, send: str | None, out: str | None) -> dict:

@@ -1,6 +1,6 @@
 """An echo server (RFC 862) on the offloaded engine.
 
-    python -m host.examples.echo_server --socket build/vnic/toe.sock --port 7
+    python -m toe.host.examples.echo_server --socket build/vnic/toe.sock --port 7
 
 Every connection gets back every byte it sends; when the peer half-closes, the server
 sends what is left, then closes its side too.  Connections are served concurrently.
@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import sys
 
-from host.api import Connection
-from host.socket_transport import open_engine
+from toe.host.api import Connection
+from toe.host.socket_transport import open_engine
 
 
 async def echo(conn: Connection) -> int:

@@ -1,6 +1,6 @@
 """An HTTP/1.1 server on the offloaded engine that serves the files of one directory.
 
-    python -m host.examples.http_server --socket build/vnic/toe.sock --root site/ --port 80
+    python -m toe.host.examples.http_server --socket build/vnic/toe.sock --root site/ --port 80
 
 GET and HEAD of regular files under ``--root`` (RFC 9110 s9.3.1/s9.3.2), with
 Content-Length, persistent connections (RFC 9112 s9.3: HTTP/1.1 keeps the connection
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from host.api import Connection, IncompleteReadError
-from host.socket_transport import open_engine
+from toe.host.api import Connection, IncompleteReadError
+from toe.host.socket_transport import open_engine
 
 MAX_HEADER = 16384
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",

@@ -63,6 +63,9 @@ class ToeConfig:
         the 3 minutes of MUST-23.
     challenge_acks_per_s:
         RFC 5961 s7: the most challenge ACKs sent per second over all connections.
+    reassembly_intervals:
+        How many disjoint ranges of out-of-order text a connection holds beyond RCV.NXT
+        (RFC 9293 SHLD-31; hdl/tcp/reassembly.py).  Each costs 65 bits of TCB.
     fin_wait_2_us:
         How long a connection the host has closed waits in FIN-WAIT-2 for the peer's
         FIN before it is deleted (RFC 9293 has no such timer: a peer that never closes
@@ -100,6 +103,7 @@ class ToeConfig:
     r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
     fin_wait_2_us: int = 60_000_000
+    reassembly_intervals: int = 4
     tick_bits: int = 1
 
     def __post_init__(self):
@@ -118,6 +122,8 @@ class ToeConfig:
         for name in ("tx_ring_bytes", "rx_ring_bytes"):
             if not 64 <= getattr(self, name) <= 65536:
                 raise ValueError(f"{name} must be 64 bytes .. 64 KiB")
+        if not 1 <= self.reassembly_intervals <= 16:
+            raise ValueError("reassembly_intervals must be 1..16")
         if self.rx_buffer_bytes < 2 * self.max_frame_bytes:
             raise ValueError("rx_buffer_bytes must hold at least two largest frames")
 

@@ -1,7 +1,7 @@
 """The host interface: message layouts shared by the gateware and the host driver.
 
-Four streams connect the engine to the host (ARCHITECTURE.md, "Host interface and
-driver"), besides the register file:
+Four streams connect the engine to the host (docs/host-driver.md), besides the register
+file:
 
 ``cmd`` (host -> engine): one :func:`command_layout` per command.
 ``evt`` (engine -> host): one :func:`event_layout` per event.

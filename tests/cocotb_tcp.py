@@ -13,6 +13,7 @@ import cocotb
 from cocotb.triggers import Timer
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import ARP, Ether
+
 from toe.hdl.csr import COUNTER_BASE, COUNTERS
 from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
 from toe.sim.host_port import HostPort
@@ -342,18 +343,20 @@ async def test_established_data_outside_window(dut):
 
 @cocotb.test()
 async def test_established_data_out_of_order(dut):
-    """A segment inside the window but past RCV.NXT is not delivered (no reassembly queue
-    yet, RFC 9293 s3.10.7.4 seventh allows it); the engine sends a duplicate ACK for
-    RCV.NXT, so the peer retransmits from there."""
+    """RFC 9293 SHLD-31 and RFC 5681 s4.2: a segment inside the window but past RCV.NXT
+    is held and answered at once with a duplicate ACK for RCV.NXT; the segment that
+    fills the hole is ACKed with RCV.NXT past both, and the host gets the 200 bytes in
+    order, each once."""
     b = await start(dut)
     await b.listen(80)
     peer = ScriptedPeer(b.config)
     conn, _ = await b.accept(peer)
     b.tb.send(peer.segment("PA", b"b" * 100, seq=peer.snd_nxt + 100))
-    check_ack(await b.recv_tcp(), peer)
+    check_ack(await b.recv_tcp(), peer)  # a duplicate ACK
     b.tb.send(peer.segment("PA", b"a" * 100))
+    peer.snd_nxt += 100  # the held segment counts now
     check_ack(await b.recv_tcp(), peer)
-    assert await b.host.bytes_received(conn, 100) == b"a" * 100
+    assert await b.host.bytes_received(conn, 200) == b"a" * 100 + b"b" * 100
     assert (await b.counters())["tcp_out_of_order"] == 1
     await b.finish()
 

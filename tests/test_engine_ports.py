@@ -9,15 +9,9 @@ engine commit 11d0eea say so in their docstrings; they fail on the engine before
 """
 
 import pytest
-from engine_bench import (
-    MOD,
-    PAYLOAD_AT,
-    Peer,
-    established,
-    run,
-    syn_received,
-    syn_sent,
-)
+from engine_bench import MOD, PAYLOAD_AT, Peer, run
+from engine_fixtures import established, syn_received, syn_sent
+
 from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
 from toe.hdl.tcp.tcb import TcpState
 
@@ -182,17 +176,22 @@ def test_established_data_outside_window():
 
 
 def test_established_data_out_of_order():
-    """A segment inside the window but past RCV.NXT is not kept (no reassembly queue; RFC
-    9293 s3.10.7.4 seventh allows it, SHLD-31 not met): a duplicate ACK for RCV.NXT."""
+    """RFC 9293 SHLD-31 and RFC 5681 s4.2: a segment inside the window but past RCV.NXT
+    is held (copied to its place in the RX ring) and answered at once with a duplicate
+    ACK for RCV.NXT; the segment that fills the hole is ACKed at once with RCV.NXT past
+    both, and the host gets the bytes in order."""
     async def body(b):
         c = await established(b)
-        b.send(c.peer, "PA", 20, seq=c.rcv_nxt + 20)
-        check_ack(await b.next_segment(), c)
-        b.send(c.peer, "PA", 20)
-        check_ack(await b.next_segment(), c)
+        hole = c.rcv_nxt
+        b.send(c.peer, "PA", 20, seq=hole + 20)
+        check_ack(await b.next_segment(), c)  # RCV.NXT unchanged: a duplicate ACK
+        b.send(c.peer, "PA", 20, seq=hole)
+        ack = await b.next_segment()
+        assert ack.ack == (hole + 40) % MOD, ack
         await b.settle()
-        assert [cp[3] for cp in b.copies] == [20]
+        assert [(cp[4], cp[3]) for cp in b.copies] == [((hole + 20) % MOD, 20), (hole, 20)]
         assert b.counters["tcp_out_of_order"] == 1
+        assert [(d[1], d[2]) for d in b.deliveries] == [(hole, 40)]
     run(body)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import TCP
 from scapy.utils import rdpcap
+
 from toe.hdl.tcp.engine import TRACE_SOURCES, trace_layout
 from toe.host.socket_transport import open_engine
 from toe.sim.bench_vnic import bulk_data, engine_to_kernel, kernel_to_engine
@@ -445,31 +446,25 @@ def test_bulk_with_loss_and_duplication(make_nic):
     assert seen["kernel_retransmits"] > 0, "Linux resent nothing"
 
 
-KNOWN_STALL = pytest.mark.skipif(
-    not os.environ.get("TOE_KNOWN_BUGS"),
-    reason="open engine bug: with reordering a transfer to the engine can stall "
-           "(set TOE_KNOWN_BUGS=1 to run)")
-
-
-@KNOWN_STALL
 def test_bulk_with_reordering(make_nic):
-    """2 % of frames reordered each way: 2 MiB each way arrive byte-exact.  Stalls in
-    some runs (the open bug of docs/virtual-nic.md).  The engine has no out-of-order
-    queue (RFC 9293 s3.10.7.4 allows dropping segments beyond
-    RCV.NXT): it drops them and ACKs RCV.NXT, and Linux sends them again."""
+    """2 % of frames reordered each way: 2 MiB each way arrive byte-exact.  RFC 9293
+    SHLD-31: the engine holds text beyond RCV.NXT (hdl/tcp/reassembly.py), so a
+    reordered segment fills its hole instead of being sent again."""
     seen = _impaired_bulk(make_nic, Impairment(reorder=0.02, seed=7),
                           ["delay", "1ms", "reorder", "2%"], 2 << 20)
     assert seen["stats"]["impaired_reordered"] > 0
     assert seen["counters"]["tcp_out_of_order"] > 0
+    assert seen["counters"]["tcp_ooo_dropped"] == 0
 
 
-@KNOWN_STALL
 def test_bulk_with_loss_duplication_reordering(make_nic):
-    """1 % loss, 1 % duplication and 2 % reordering together, 4 MiB each way.  Known to
-    stall in about half the runs: the engine ends up acknowledging more than it handed
-    to the host plus its ring, with the window at zero (docs/virtual-nic.md)."""
-    _impaired_bulk(make_nic, Impairment(loss=0.01, duplicate=0.01, reorder=0.02, seed=11),
-                   ["loss", "1%", "duplicate", "1%", "delay", "1ms", "reorder", "2%"], 4 << 20)
+    """1 % loss, 1 % duplication and 2 % reordering together, 4 MiB each way, byte-exact
+    (RFC 9293 s3.4, s3.10.7.4 with SHLD-31; RFC 6298 s5)."""
+    seen = _impaired_bulk(make_nic,
+                          Impairment(loss=0.01, duplicate=0.01, reorder=0.02, seed=11),
+                          ["loss", "1%", "duplicate", "1%", "delay", "1ms", "reorder", "2%"],
+                          4 << 20)
+    assert seen["counters"]["tcp_out_of_order"] > 0
 
 
 def test_many_kernel_connections(make_nic):

@@ -17,7 +17,8 @@ s3.10.7.4 fourth, SYN bit              ``seg_check_syn``
 s3.10.7.4 fifth, ACK field             ``seg_check_ack``, ``rtt_sample``, ``rtt_wait``
 s3.10.7.4 sixth, URG bit               (urgent data is not supported)
 s3.10.7.4 seventh, segment text        ``seg_text`` (and the FIN-acked state changes
-                                       of the fifth step)
+                                       of the fifth step) .. ``seg_text_store``, with
+                                       reassembly (:mod:`hdl.tcp.reassembly`)
 s3.10.7.4 eighth, FIN bit              ``seg_fin``
 =====================================  ==============================================
 
@@ -31,7 +32,8 @@ from ..host_if import ErrorCode, EventKind
 from ..proto import tcp
 from .conn_table import ConnTableOp
 from .event_context import EventSlot
-from .seq import seq_diff, seq_le, seq_lt, seq_min
+from .reassembly import add_text_steps
+from .seq import seq_diff, seq_le, seq_lt
 from .states import SYNCHRONIZED, TcpState
 
 __all__ = ["add_arrival_steps"]
@@ -294,7 +296,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 e.start_timer(rtt.estimate.p.rto)
             m.next = "seg_text"
 
-    with m.State("seg_text"):
+    def fin_acked_steps():
         # Our FIN acknowledged? (s3.10.7.4 fifth, per state.)
         with m.Switch(t.state):
             with m.Case(S.FIN_WAIT_1):
@@ -310,42 +312,23 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 with m.If(e.fin_acked):
                     e.to_closed(S.LAST_ACK, "s3.10.7.4 fifth, LAST-ACK")
                     e.event(EventSlot.ENDING, EventKind.CLOSED)
-        # Seventh: segment text, in order only.  The text of a SYN-ACK starts after
-        # the SYN (SEG.SEQ + 1).
-        trim = seq_diff(t.rcv_nxt, e.data_seq)  # bytes already received
-        in_order = ~trim[31]
-        fresh_bytes = Mux(in_order & (trim < s.tcp_payload_len), s.tcp_payload_len - trim, 0)
-        take = seq_min(fresh_bytes, e.rx_free)[:16]
-        receiving = e.in_states(S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2)
-        m.next = "seg_fin"
-        with m.If(receiving & (s.tcp_payload_len != 0)):
-            with m.If(~in_order):
-                e.count("tcp_out_of_order")
-                e.send_ack()
-            with m.Elif(take != 0):
-                m.d.sync += t.rcv_nxt.eq(t.rcv_nxt + take)
-                with m.If(t.host_closed):
-                    # Nobody reads any more: the bytes are consumed.
-                    m.d.sync += t.rcv_dlv.eq(t.rcv_nxt + take)
-                    with m.If(t.dlv_out == 0):
-                        m.d.sync += t.rcv_read.eq(t.rcv_nxt + take)
-                with m.Else():
-                    m.d.sync += [
-                        e.do_copy.eq(1),
-                        e.cp.offset.eq(e.payload_at + trim),
-                        e.cp.length.eq(take),
-                        e.cp.pos.eq(t.rcv_nxt),
-                    ]
-                e.send_ack()
-            with m.Else():
-                e.send_ack()  # duplicate or no room: ACK RCV.NXT
+
+    # Seventh: the segment text, with reassembly (hdl/tcp/reassembly.py).
+    add_text_steps(e, fin_acked_steps)
 
     with m.State("seg_fin"):
         # Eighth: the FIN, if every byte before it has been received.
         m.next = "finish"
+        # A FIN beyond a hole was remembered; it counts once RCV.NXT reaches it.
         fin_seq = (e.data_seq + s.tcp_payload_len)[:32]
-        with m.If(f_fin & (fin_seq == t.rcv_nxt) & (t.state != S.CLOSED) & ~t.fin_received):
-            m.d.sync += [t.rcv_nxt.eq(t.rcv_nxt + 1), t.fin_received.eq(1)]
+        fin_now = (f_fin & (fin_seq == t.rcv_nxt)) | (t.fin_held & (t.fin_at == t.rcv_nxt))
+        text_whole = (e.text.text & e.text.whole) | (s.tcp_payload_len == 0)
+        with m.If(f_fin & ~fin_now & text_whole & ~t.fin_received
+                  & e.in_states(S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2)
+                  & seq_lt(t.rcv_nxt, fin_seq)):
+            m.d.sync += [t.fin_held.eq(1), t.fin_at.eq(fin_seq)]
+        with m.If(fin_now & (t.state != S.CLOSED) & ~t.fin_received):
+            m.d.sync += [t.rcv_nxt.eq(t.rcv_nxt + 1), t.fin_received.eq(1), t.fin_held.eq(0)]
             e.send_ack()
             e.event(EventSlot.PEER_FIN, EventKind.PEER_FIN, value=seq_diff(t.rcv_nxt, t.irs + 1))
             with m.Switch(t.state):

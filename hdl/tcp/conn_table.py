@@ -3,9 +3,9 @@
 RFC 9293 s3.4.1: "A connection is defined by a pair of sockets."  The engine has one IP
 address, so of the socket pair only ``remote_ip``, ``remote_port`` and ``local_port`` vary;
 they are the key of this table.  The value is the connection id that indexes the TCB
-memory.  ARCHITECTURE.md: "State lives in memories: ... the 4-tuple -> id lookup as a
-hash table (not one comparator per connection) ... The design must scale to thousands of
-connections by changing parameters."
+memory.  As docs/architecture.md says of all engine state, it lives in memories: the
+lookup is a hash table in block RAM, not one comparator per connection, and scales to
+thousands of connections by changing parameters.
 
 The hash is the Toeplitz hash of receive-side scaling (Microsoft RSS, as computed by NICs
 for exactly this job), keyed with a 96-bit secret, of the 8-byte message::

@@ -66,10 +66,11 @@ ENGINE_COUNTERS = [
     "tcp_challenge_acks",  # RFC 5961 challenge ACKs sent
     "tcp_challenge_limited",  # challenge ACKs suppressed by the rate limit
     "tcp_bad_seq",  # segments failing the acceptability test (ACK sent unless RST)
-    "tcp_out_of_order",  # in-window segments beyond RCV.NXT: data dropped, ACK sent
+    "tcp_out_of_order",  # in-window segments beyond RCV.NXT: text held, duplicate ACK sent
     "tcp_backlog_drops",  # SYNs to a listener whose backlog is full (or no free id)
     "tcp_host_errors",  # ERROR events
     "tcp_listen_drops",  # segments to a listener without SYN, ACK or RST (s3.10.7.2)
+    "tcp_ooo_dropped",  # out-of-order text not held: every reassembly interval in use
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -286,6 +287,7 @@ class EventContext:
             t.fin_queued.eq(0), t.fin_received.eq(0), t.rcv_credit.eq(0),
             t.rtt_valid.eq(0), t.backoff.eq(0), t.snd_wnd.eq(0),
             t.srtt.eq(0), t.rttvar.eq(0), t.dlv_out.eq(0), t.timer_on.eq(0),
+            t.ooo.eq(0), t.fin_held.eq(0),
         ]
 
     def ack_in_window(self, ack):

@@ -46,6 +46,13 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "rcv_adv": 32,  # right edge of the window last advertised (never moves left)
         "rcv_credit": 32,  # bytes the host can still take
         "fin_received": 1,
+        # Reassembly (hdl/tcp/reassembly.py): held ranges beyond RCV.NXT, and a FIN
+        # beyond a hole.
+        "ooo": data.ArrayLayout(
+            data.StructLayout({"valid": 1, "start": 32, "end": 32}),
+            config.reassembly_intervals),
+        "fin_held": 1,
+        "fin_at": 32,
         # Retransmission (RFC 6298) and the connection timer.
         "rto": 32,
         "srtt": 35,

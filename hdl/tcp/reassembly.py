@@ -1,0 +1,197 @@
+"""Segment text with out-of-order reassembly: RFC 9293 s3.10.7.4 "seventh, process the
+segment text" (SHLD-31: segments beyond RCV.NXT are kept), as steps of the TCP engine.
+
+The RX ring is indexed by sequence number, so a segment that arrives beyond RCV.NXT is
+copied straight to its place in the ring; the TCB records which ranges beyond RCV.NXT
+are held, in ``reassembly_intervals`` disjoint, non-touching intervals ``[start, end)``
+(``t.ooo``).  The ring space they use lies inside the window already advertised (from
+RCV.NXT to the ring's read position + ring size), so the window never shrinks
+(SHLD-14) and no byte outside it is stored.
+
+Each segment contributes at most one run of new bytes: from its first byte not yet
+received or held to the next byte already held (or its end, or the window's end).  So
+no byte is ever written twice: a later copy never changes a byte received before
+(s3.10.7.4: "only the new parts are processed"), and a segment that straddles a held
+range gives up the part after it, which the sender sends again.
+
+Steps (each ends in registers): ``seg_text`` -- in order with nothing held (the common
+case), the new bytes are stored at once as without reassembly; otherwise the run's
+first byte ``a`` (past a held interval that contains it) and last bound ``b``;
+``seg_text_run`` -- the run ends at the next held interval's start (or ``b``);
+``seg_text_store`` -- copy the run, then either advance RCV.NXT (and over a held
+interval it now touches) or record the run as held, merged with the intervals it
+touches.  A run that needs an interval when all are in use is dropped and counted
+(``tcp_ooo_dropped``); nothing held is ever lost.  Every segment with text is ACKed at
+once: a duplicate ACK for an out-of-order one, the new RCV.NXT when a hole fills
+(RFC 5681 s4.2).  A FIN beyond a hole is remembered (``fin_held``, ``fin_at``) and takes
+effect when RCV.NXT reaches it (:mod:`hdl.tcp.arrival`, ``seg_fin``).
+"""
+
+from amaranth.hdl import Cat, Mux, Signal
+
+from .seq import seq_diff, seq_le, seq_lt, seq_min
+from .states import TcpState
+
+__all__ = ["TextRegisters", "add_text_steps"]
+
+S = TcpState
+
+
+class TextRegisters:
+    """The intermediate results of the text steps."""
+
+    def __init__(self, intervals: int):
+        k = intervals
+        self.text = Signal()  # the segment has text to process in a receiving state
+        self.a = Signal(32)  # the run's first byte
+        self.b = Signal(32)  # the end of the segment's text, within the window
+        self.left = Signal(k)  # the interval that contains (then ends at) the run's start
+        self.run = Signal(17)  # bytes in the run
+        self.right = Signal(k)  # the interval that starts where the run ends
+        self.whole = Signal()  # the run reaches the end of the segment's text
+
+
+def _first(m, bits, name):
+    """A one-hot vector of the lowest set bit of ``bits``."""
+    out = Signal(len(bits), name=name)
+    for i in reversed(range(len(bits))):
+        with m.If(bits[i]):
+            m.d.comb += out.eq(1 << i)
+    return out
+
+
+def add_text_steps(e, fin_acked_steps):
+    """``seg_text`` (which runs ``fin_acked_steps()`` first: the FIN-acked state changes
+    of the fifth step) to ``seg_text_store``, then ``seg_fin``."""
+    m, cfg, t, s = e.m, e.cfg, e.t, e.s
+    k = cfg.reassembly_intervals
+    r = TextRegisters(k)
+    e.text = r
+    ooo = t.ooo
+
+    with m.State("seg_text"):
+        fin_acked_steps()
+        # The run starts at RCV.NXT or at the segment's first byte, whichever is later;
+        # the text ends at the segment's end or the window's right edge.
+        data_end = (e.data_seq + s.tcp_payload_len)[:32]
+        wnd_end = (t.rcv_nxt + e.rx_free)[:32]
+        text = e.in_states(S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2) & (
+            s.tcp_payload_len != 0)
+        ahead = seq_lt(t.rcv_nxt, e.data_seq)
+        a = Mux(ahead, e.data_seq, t.rcv_nxt)
+        b = Mux(seq_lt(wnd_end, data_end), wnd_end, data_end)
+        held = Cat(ooo[i].valid for i in range(k)).any()
+        m.d.sync += [r.text.eq(text), r.b.eq(b), r.whole.eq(~seq_lt(wnd_end, data_end))]
+        m.next = "seg_fin"
+        with m.If(text & ~held & ~ahead):
+            # Nothing held, in order: the run is the new bytes, at once.
+            trim = seq_diff(t.rcv_nxt, e.data_seq)
+            fresh = Mux(trim < s.tcp_payload_len, s.tcp_payload_len - trim, 0)
+            take = seq_min(fresh, e.rx_free)[:17]
+            e.send_ack()
+            with m.If(take != 0):
+                _advance(e, (t.rcv_nxt + take)[:32], t.rcv_nxt, take)
+        with m.Elif(text):
+            # A held interval containing the run's start, or ending right there: the
+            # run starts at its end and grows it (so held intervals never touch).
+            contains = Signal(k)
+            m.d.comb += contains.eq(Cat(ooo[i].valid & seq_le(ooo[i].start, a)
+                                        & seq_le(a, ooo[i].end) for i in range(k)))
+            m.d.sync += [r.a.eq(a), r.left.eq(contains)]
+            for i in range(k):
+                with m.If(contains[i]):
+                    m.d.sync += r.a.eq(ooo[i].end)
+            m.next = "seg_text_run"
+
+    with m.State("seg_text_run"):
+        # The run ends at b or at the nearest held interval that starts after a.
+        room = Mux(seq_lt(r.a, r.b), seq_diff(r.b, r.a), 0)
+        dist = [Mux(ooo[i].valid & seq_lt(r.a, ooo[i].start),
+                    seq_diff(ooo[i].start, r.a), 0xFFFF_FFFF) for i in range(k)]
+        nearest = Signal(32)
+        m.d.comb += nearest.eq(dist[0])
+        for d in dist[1:]:
+            nearest_next = Signal(32)
+            m.d.comb += nearest_next.eq(Mux(d < nearest, d, nearest))
+            nearest = nearest_next
+        ends_at_held = nearest <= room
+        m.d.sync += [
+            r.run.eq(Mux(ends_at_held, nearest, room)),
+            r.right.eq(Mux(ends_at_held,
+                           Cat((dist[i] == nearest) & (nearest != 0xFFFF_FFFF)
+                               for i in range(k)), 0)),
+            r.whole.eq(r.whole & ~(ends_at_held & (nearest < room))),
+        ]
+        m.next = "seg_text_store"
+
+    with m.State("seg_text_store"):
+        m.next = "seg_fin"
+        run_end = (r.a + r.run)[:32]
+        right = _first(m, r.right, "text_right")
+        left = _first(m, r.left, "text_left")
+        right_end = Signal(32)
+        for i in range(k):
+            with m.If(right[i]):
+                m.d.comb += right_end.eq(ooo[i].end)
+        in_order = r.a == t.rcv_nxt
+        free = _first(m, Cat(~ooo[i].valid for i in range(k)), "text_free")
+        with m.If(r.text):
+            e.send_ack()  # at once (RFC 5681 s4.2), also for a duplicate or no room
+            with m.If(r.run == 0):
+                pass  # nothing new: a duplicate, or no room in the window
+            with m.Elif(in_order):
+                # Fills the hole at RCV.NXT, and reaches the interval it touches.
+                _advance(e, Mux(r.right.any(), right_end, run_end), r.a, r.run)
+                for i in range(k):
+                    with m.If(right[i]):
+                        m.d.sync += ooo[i].valid.eq(0)
+            with m.Elif(t.host_closed):
+                e.count("tcp_out_of_order")  # nobody reads: not kept
+            with m.Elif(r.left.any() | r.right.any() | free.any()):
+                e.count("tcp_out_of_order")
+                _copy(e, r.a, r.run)
+                with m.If(r.left.any()):
+                    # Grows the interval that ends at its start (and swallows the one
+                    # that starts at its end).
+                    for i in range(k):
+                        with m.If(left[i]):
+                            m.d.sync += ooo[i].end.eq(Mux(r.right.any(), right_end, run_end))
+                        with m.If(right[i]):
+                            m.d.sync += ooo[i].valid.eq(0)
+                with m.Elif(r.right.any()):
+                    for i in range(k):
+                        with m.If(right[i]):
+                            m.d.sync += ooo[i].start.eq(r.a)
+                with m.Else():
+                    for i in range(k):
+                        with m.If(free[i]):
+                            m.d.sync += [ooo[i].valid.eq(1), ooo[i].start.eq(r.a),
+                                         ooo[i].end.eq(run_end)]
+            with m.Else():
+                e.count("tcp_ooo_dropped")  # every interval in use: nothing stored
+                m.d.sync += r.whole.eq(0)
+
+
+def _advance(e, new_nxt, first, length):
+    """In-order text: RCV.NXT moves to ``new_nxt``; ``length`` new bytes from ``first``
+    go to the ring (or, once the host has closed, are consumed at once)."""
+    m, t = e.m, e.t
+    m.d.sync += t.rcv_nxt.eq(new_nxt)
+    with m.If(t.host_closed):
+        # Nobody reads any more: the bytes are consumed.
+        m.d.sync += t.rcv_dlv.eq(new_nxt)
+        with m.If(t.dlv_out == 0):
+            m.d.sync += t.rcv_read.eq(new_nxt)
+    with m.Else():
+        _copy(e, first, length)
+
+
+def _copy(e, first, length):
+    """Copy ``length`` bytes of the segment's text, from sequence number ``first``."""
+    m = e.m
+    m.d.sync += [
+        e.do_copy.eq(1),
+        e.cp.offset.eq(e.payload_at + seq_diff(first, e.data_seq)),
+        e.cp.length.eq(length),
+        e.cp.pos.eq(first),
+    ]

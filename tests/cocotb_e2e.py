@@ -10,6 +10,7 @@ import random
 import cocotb
 from cocotb.triggers import Combine, Timer
 from scapy.layers.l2 import ARP
+
 from toe.host.api import Engine
 from toe.host.framing import recv_message, send_message
 from toe.sim.host_port import HostPort

@@ -8,6 +8,7 @@ import cocotb
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
+
 from toe.hdl.csr import COUNTER_BASE, COUNTERS, ID_VALUE, REGISTERS
 from toe.sim.peer import Peer, checksums_ok
 from toe.sim.reference import classify

@@ -24,6 +24,7 @@ from harness_loopback import (
 )
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
+
 from toe.sim.axis import PATTERNS
 from toe.sim.testbench import MacTestbench, RecvTimeout, artifacts_path
 

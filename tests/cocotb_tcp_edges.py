@@ -8,6 +8,7 @@ host interface); run through tests/test_tcp.py with its scaled-down timers.
 import cocotb
 from cocotb_tcp import _ip, check_ack, start
 from scapy.layers.inet import TCP
+
 from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
 from toe.sim.tcp_peer import ScriptedPeer, flags_of
 

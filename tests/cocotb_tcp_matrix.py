@@ -34,6 +34,7 @@ import cocotb
 from cocotb.triggers import Timer
 from cocotb_tcp import US, Bench, check_ack, start
 from scapy.layers.inet import TCP
+
 from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
 from toe.hdl.proto.tcp import seq_before_eq
 from toe.sim.state_coverage import TraceMonitor, Transition

@@ -28,6 +28,7 @@ Behaviour:
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
 from toe.hdl.config import ToeConfig
 
 __all__ = [

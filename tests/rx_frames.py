@@ -12,6 +12,7 @@ import struct
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw, raw
+
 from toe.hdl.checksum import internet_checksum
 from toe.sim.reference import parse_tcp_options
 

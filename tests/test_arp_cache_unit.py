@@ -19,6 +19,7 @@ cycle, so request spacing and lifetimes are measured in the block's own time bas
 import random
 
 from amaranth_helpers import run
+
 from toe.hdl.arp.cache import ArpCache
 from toe.hdl.config import ip, mac
 

@@ -12,6 +12,7 @@ import pytest
 from amaranth.hdl import Const, Module, Signal
 from amaranth_helpers import run
 from scapy.utils import checksum as scapy_checksum
+
 from toe.hdl.checksum import fold, internet_checksum, ones_sum, ones_sum_words, reference_sum
 
 SEED = 1071

@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Module
 from amaranth_helpers import run
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.csr import REGISTERS, RegisterFile
 

@@ -1,6 +1,7 @@
 """pytest entry for the engine tests (tests/cocotb_engine.py) at data widths 1, 8 and 64."""
 
 import pytest
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.top import ToeTop
 from toe.sim.runner import run_cocotb

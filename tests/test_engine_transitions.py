@@ -9,6 +9,7 @@ both ways.
 
 import pytest
 from amaranth.hdl import Fragment
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.tcp.engine import TcpEngine
 from toe.hdl.tcp.states import TRANSITIONS, TcpState

@@ -25,6 +25,7 @@ from collections import deque
 
 import pytest
 from amaranth_helpers import run, split_beats
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.rx.frame_buffer import FrameBuffer
 from toe.hdl.rx.frontend import buffer_geometry

@@ -19,6 +19,7 @@ from amaranth import Elaboratable, Module, Signal
 from harness_loopback import HarnessLoopback
 from scapy.layers.inet import UDP  # registers Ethernet/IP/UDP for rdpcap
 from scapy.utils import rdpcap
+
 from toe.hdl.config import ToeConfig
 from toe.sim import build as build_mod
 from toe.sim.axis import PATTERNS, AxisProtocolError, AxisStreamChecker, make_pattern

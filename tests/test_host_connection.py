@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 from test_host_protocol import PEER, events, make_proto, open_active
+
 from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
 from toe.host.connection import (
     TRANSITIONS,

@@ -13,6 +13,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from toe.host.api import IncompleteReadError
 from toe.host.framing import (
     HEADER_SIZE,

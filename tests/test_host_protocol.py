@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
+
 from toe.hdl.config import ToeConfig, ip
 from toe.hdl.host_if import (
     CommandOp,

@@ -26,6 +26,7 @@ from amaranth_helpers import beat_bytes, run
 from rx_frames import OUR_IP, OUR_MAC, expected_fields, icmp_frame, insert_ip_options
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
+
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig
 from toe.hdl.icmp.echo import IcmpEcho

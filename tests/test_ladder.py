@@ -13,6 +13,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
+
 from toe.hdl.tcp.tcb import TcpState
 from toe.sim.ladder import (
     Connection,

@@ -8,6 +8,7 @@ import random
 
 import pytest
 from amaranth_helpers import run
+
 from toe.hdl.tcp.lane_ring import LaneRing
 
 

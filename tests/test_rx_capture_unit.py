@@ -16,6 +16,7 @@ from amaranth_helpers import fold16, run, split_beats
 from scapy.layers.inet import ICMP, IP, TCP, IPOption_NOP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw, raw
+
 from toe.hdl.checksum import internet_checksum, reference_sum
 from toe.hdl.config import ToeConfig
 from toe.hdl.rx.capture import FrameCapture

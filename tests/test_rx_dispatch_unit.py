@@ -23,6 +23,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import data, wiring
 from amaranth_helpers import run, split_beats
 from rx_frames import icmp_frame, random_frame, tcp_frame
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.register_fifo import RegisterFifo
 from toe.hdl.rx.dispatch import RxDispatcher

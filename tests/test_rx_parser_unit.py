@@ -20,6 +20,7 @@ import random
 import pytest
 from amaranth_helpers import run, split_beats
 from rx_frames import corner_frames, expected_fields, random_frame
+
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig, ip, mac
 from toe.hdl.csr import COUNTERS

@@ -6,6 +6,7 @@ retransmissions (3 for a SYN).  The rules are the RFC's; only the constants diff
 """
 
 import pytest
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.top import ToeTop
 from toe.sim.runner import run_cocotb

@@ -1,6 +1,6 @@
 """Unit tests of hdl/tcp/conn_table.py (ConnectionLookup) against a plain-Python model.
 
-The requirement (ARCHITECTURE.md, "State lives in memories"): the socket pair -> connection
+The requirement (docs/architecture.md, the TCP engine's lookup): the socket pair -> connection
 id lookup is a hash table in block RAM, not one comparator per connection, and scales to
 thousands of connections by parameters.  RFC 9293 s3.4.1: "A connection is defined by a
 pair of sockets"; the engine has one IP address, so the key is (remote_ip, remote_port,
@@ -32,6 +32,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 from amaranth_helpers import run
+
 from toe.hdl.tcp.conn_table import (
     BANKS,
     DEFAULT_KEY,
@@ -539,7 +540,7 @@ def test_reset_and_key_write_empty_the_table():
 
 @pytest.mark.parametrize("n_connections, rows, row_bits", [(1024, 256, 332), (4096, 1024, 348)])
 def test_elaborates_to_verilog(n_connections, rows, row_bits):
-    """Scales by parameters (ARCHITECTURE.md): Verilog at 1024 and 4096 connections with
+    """Scales by parameters (docs/architecture.md): Verilog at 1024 and 4096 connections with
     two BRAM banks of ``rows`` x ``row_bits`` (4 ways of valid + id + alt row + 64-bit
     socket pair) and one 64-bit comparator per way of the two rows, not per connection."""
     dut = ConnectionLookup(n_connections)

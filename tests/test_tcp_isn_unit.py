@@ -21,6 +21,7 @@ from itertools import pairwise
 
 from amaranth.back import verilog
 from amaranth_helpers import run
+
 from toe.hdl.tcp.isn import ISN_LATENCY, MESSAGE_BYTES, IsnGenerator
 from toe.sim.isn_model import MASK32, isn_message, reference_isn, siphash24
 

@@ -23,6 +23,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import memory
 from amaranth_helpers import run
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.tcp.lane_ring import LaneRing
 from toe.hdl.tcp.rx_copy import RxCopier

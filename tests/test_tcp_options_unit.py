@@ -28,6 +28,7 @@ import random
 from amaranth_helpers import run
 from scapy.layers.inet import TCP
 from scapy.packet import raw
+
 from toe.hdl.proto import tcp
 from toe.hdl.rx.tcp_options import TcpOptionParser
 

@@ -23,6 +23,7 @@ from amaranth_helpers import beat_bytes, run
 from rx_frames import OUR_IP, OUR_MAC, expected_fields, tcp_frame
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig
 from toe.hdl.proto.tcp import ACK_FLAG, FIN, PSH, RST, SYN

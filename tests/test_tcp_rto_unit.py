@@ -29,6 +29,7 @@ from fractions import Fraction
 import pytest
 from amaranth.back import verilog
 from amaranth_helpers import run
+
 from toe.hdl.tcp.rto import (
     INITIAL_RTO_US,
     MAX_RTO_US,

@@ -14,6 +14,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth_helpers import beat_bytes, run
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig
 from toe.hdl.proto import tcp

@@ -12,6 +12,7 @@ import random
 
 import pytest
 from amaranth_helpers import beat_bytes, run, split_beats
+
 from toe.hdl.tx.arbiter import FrameArbiter
 from toe.hdl.tx.serializer import FrameSerializer
 

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from toe.host.socket_transport import STATS_FIELDS, Message
 from toe.sim.vnic import VNIC_CONFIG, _header
 

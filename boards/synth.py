@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from amaranth.back import rtlil
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.top import ToeTop
 

@@ -9,6 +9,7 @@ import json
 import time
 
 import cocotb
+
 from toe.sim.peer import Peer
 from toe.sim.testbench import MacTestbench, artifacts_path
 

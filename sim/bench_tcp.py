@@ -12,6 +12,7 @@ import cocotb
 from cocotb.triggers import Timer
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import ARP
+
 from toe.hdl.host_if import CommandOp, EventKind
 from toe.sim.host_port import HostPort
 from toe.sim.tcp_peer import ScriptedPeer

@@ -42,6 +42,7 @@ from typing import Any
 from amaranth.back import verilog as amaranth_verilog
 from amaranth.hdl import Elaboratable
 from amaranth.lib import wiring
+
 from toe.hdl.config import ToeConfig
 
 from .verilator import use_verilator, verilator_root, verilator_version

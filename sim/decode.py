@@ -2,6 +2,7 @@
 
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
+
 from toe.hdl.proto.tcp import CWR, ECE, flag_names
 
 __all__ = ["describe"]

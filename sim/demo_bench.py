@@ -14,6 +14,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import RisingEdge
 from scapy.layers.l2 import Ether
+
 from toe.hdl.csr import COUNTER_BASE, COUNTERS
 from toe.host.api import Engine
 from toe.sim.decode import describe

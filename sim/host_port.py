@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, RisingEdge, with_timeout
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.host_if import (
     CommandOp,

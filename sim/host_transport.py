@@ -14,6 +14,7 @@ API an application would::
 """
 
 from cocotb.triggers import Event
+
 from toe.host.api import DriverSink
 
 from .host_port import HostPort

@@ -59,6 +59,7 @@ from xml.sax.saxutils import escape
 from scapy.layers.inet import IP, TCP
 from scapy.packet import Packet
 from scapy.utils import rdpcap
+
 from toe.hdl.proto.tcp import (
     ACK_FLAG,
     FIN,

@@ -3,6 +3,7 @@
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
+
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.triggers import RisingEdge, ValueChange
+
 from toe.hdl.host_if import CommandOp
 from toe.hdl.proto.tcp import ACK_FLAG, FIN, RST, SYN
 from toe.hdl.tcp.engine import TRACE_SOURCES, trace_layout

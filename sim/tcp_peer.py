@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.proto.tcp import flag_letters, seq_before, seq_diff
 

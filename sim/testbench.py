@@ -46,6 +46,7 @@ from cocotb.triggers import (
 )
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
+
 from toe.hdl.config import ToeConfig
 
 from .axis import AxisFrame, AxisSink, AxisSource, Pattern

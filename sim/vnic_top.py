@@ -24,6 +24,7 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetInserter, S
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
+
 from toe.hdl.config import ToeConfig
 from toe.hdl.top import ToeTop
 

@@ -189,13 +189,14 @@ class TxWriter(wiring.Component):
         end = Signal(32)
         m.d.comb += [
             start.eq(Mux(here.gen == lim.gen, here.pos, lim.limit - ring)),
-            room.eq(Mux(was_broken, 0, lim.limit - start)),
+            room.eq(lim.limit - start),
             allowed.eq(Mux(room < beat.count, room, beat.count)),
             accept.eq(lim.open & ~lim.shut),
-            stored.eq(Mux(accept, allowed, 0)),
+            # A broken stream stores nothing (a select line, off the carry chains).
+            stored.eq(Mux(accept & ~was_broken, allowed, 0)),
             end.eq(start + stored),
         ]
-        overflow = accept & (allowed < beat.count)
+        overflow = accept & ((allowed < beat.count) | (was_broken & (beat.count != 0)))
         shut = lim.open & lim.shut
         unknown = ~lim.open
 

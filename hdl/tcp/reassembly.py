@@ -29,7 +29,7 @@ effect when RCV.NXT reaches it (:mod:`hdl.tcp.arrival`, ``seg_fin``).
 
 from amaranth.hdl import Cat, Mux, Signal
 
-from .seq import seq_diff, seq_le, seq_lt, seq_min
+from .seq import NEAR_BITS, near_diff, near_le, seq_diff, seq_lt, seq_min
 from .states import TcpState
 
 __all__ = ["TextRegisters", "add_text_steps"]
@@ -95,8 +95,8 @@ def add_text_steps(e, fin_acked_steps):
             # A held interval containing the run's start, or ending right there: the
             # run starts at its end and grows it (so held intervals never touch).
             contains = Signal(k)
-            m.d.comb += contains.eq(Cat(ooo[i].valid & seq_le(ooo[i].start, a)
-                                        & seq_le(a, ooo[i].end) for i in range(k)))
+            m.d.comb += contains.eq(Cat(ooo[i].valid & near_le(ooo[i].start, a)
+                                        & near_le(a, ooo[i].end) for i in range(k)))
             m.d.sync += [r.a.eq(a), r.left.eq(contains)]
             for i in range(k):
                 with m.If(contains[i]):
@@ -104,22 +104,32 @@ def add_text_steps(e, fin_acked_steps):
             m.next = "seg_text_run"
 
     with m.State("seg_text_run"):
-        # The run ends at b or at the nearest held interval that starts after a.
-        room = Mux(seq_lt(r.a, r.b), seq_diff(r.b, r.a), 0)
-        dist = [Mux(ooo[i].valid & seq_lt(r.a, ooo[i].start),
-                    seq_diff(ooo[i].start, r.a), 0xFFFF_FFFF) for i in range(k)]
-        nearest = Signal(32)
-        m.d.comb += nearest.eq(dist[0])
-        for d in dist[1:]:
-            nearest_next = Signal(32)
-            m.d.comb += nearest_next.eq(Mux(d < nearest, d, nearest))
-            nearest = nearest_next
+        # The run ends at b or at the nearest held interval that starts after a.  All
+        # of them lie inside the window, less than 2**17 apart: short differences
+        # (near_diff) and a balanced minimum keep the carry chains short.
+        far = (1 << (NEAR_BITS - 1)) - 1  # beyond any distance inside a window
+        span = near_diff(r.b, r.a)
+        room = Mux(span[-1], 0, span[:-1])
+        dist = []
+        for i in range(k):
+            d = near_diff(ooo[i].start, r.a)
+            dist_i = Signal(NEAR_BITS - 1, name=f"text_dist{i}")
+            m.d.comb += dist_i.eq(Mux(ooo[i].valid & ~d[-1] & (d != 0), d[:-1], far))
+            dist.append(dist_i)
+        level = dist
+        while len(level) > 1:
+            pairs = []
+            for x, y in zip(level[::2], level[1::2], strict=False):  # odd: last left
+                low = Signal(NEAR_BITS - 1)
+                m.d.comb += low.eq(Mux(y < x, y, x))
+                pairs.append(low)
+            level = pairs + level[len(level) & ~1:]
+        nearest = level[0]
         ends_at_held = nearest <= room
         m.d.sync += [
             r.run.eq(Mux(ends_at_held, nearest, room)),
             r.right.eq(Mux(ends_at_held,
-                           Cat((dist[i] == nearest) & (nearest != 0xFFFF_FFFF)
-                               for i in range(k)), 0)),
+                           Cat((dist[i] == nearest) & (nearest != far) for i in range(k)), 0)),
             r.whole.eq(r.whole & ~(ends_at_held & (nearest < room))),
         ]
         m.next = "seg_text_store"

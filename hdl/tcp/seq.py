@@ -6,7 +6,11 @@ is negative, which orders any two numbers less than 2**31 apart.
 
 from amaranth.hdl import Mux
 
-__all__ = ["seq_diff", "seq_lt", "seq_le", "seq_min"]
+__all__ = ["seq_diff", "seq_lt", "seq_le", "seq_min", "NEAR_BITS", "near_diff", "near_le"]
+
+#: Sequence numbers inside one window (RX rings are at most 64 KiB) are less than 2**17
+#: apart: their difference fits NEAR_BITS bits with its sign, a short carry chain.
+NEAR_BITS = 18
 
 
 def seq_diff(a, b):
@@ -22,6 +26,17 @@ def seq_lt(a, b):
 def seq_le(a, b):
     """``a =< b`` in sequence space."""
     return ~seq_lt(b, a)
+
+
+def near_diff(a, b):
+    """``a - b`` for two sequence numbers less than 2**17 apart: NEAR_BITS bits, the top
+    bit set when ``a`` is before ``b``."""
+    return (a[:NEAR_BITS] - b[:NEAR_BITS])[:NEAR_BITS]
+
+
+def near_le(a, b):
+    """``a =< b`` for two sequence numbers less than 2**17 apart."""
+    return ~near_diff(b, a)[NEAR_BITS - 1]
 
 
 def seq_min(a, b):

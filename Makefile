@@ -42,5 +42,18 @@ synth: $(STAMP)
 state-diagram: $(STAMP)
 	$(PY) -m toe.sim.state_diagram $(addprefix --coverage ,$(wildcard build/artifacts/*/state_coverage.json))
 
+# The impaired-wire interop tests again and again (root): each of the reordering tests
+# SOAK_RUNS times in a row, one line per run, stopping at the first failure.
+SOAK_RUNS ?= 20
+soak: $(STAMP)
+	@mkdir -p build
+	@for i in $$(seq $(SOAK_RUNS)); do \
+	  for t in test_bulk_with_reordering test_bulk_with_loss_duplication_reordering \
+	           test_bulk_with_loss_and_duplication; do \
+	    $(VENV)/bin/pytest -q -p no:warnings "tests/test_interop.py::$$t" > build/soak.log 2>&1 \
+	      && echo "run $$i $$t: pass" || { echo "run $$i $$t: FAIL (build/soak.log)"; exit 1; }; \
+	  done; \
+	done
+
 clean:
 	rm -rf build

@@ -256,7 +256,7 @@ class TcpEngine(wiring.Component):
                             m.d.sync += [e.c.eq(self.cmd.p), e.cid.eq(self.cmd.p.conn)]
                             m.next = "cmd_decode"
                         with m.Case(EventSource.SEGMENT):
-                            m.d.sync += [e.s.eq(self.seg_in.p), e.do_take.eq(1)]
+                            e.load_segment(self.seg_in.p)
                             m.next = "seg_lookup"
                         with m.Case(EventSource.OUTPUT):
                             m.d.comb += oq.r_en.eq(1)

@@ -158,7 +158,9 @@ class EventContext:
         flags = s.tcp_flags
         self.f_fin, self.f_syn, self.f_rst, self.f_ack = flags[0], flags[1], flags[2], flags[4]
         self.seg_len = Signal(17)  # SEG.LEN: text, SYN and FIN
-        self.data_seq = Signal(32)  # the sequence number of the first byte of text
+        # The sequence number of the first byte of text (SEG.SEQ, + 1 after a SYN): a
+        # register, set with ``s`` (:meth:`load_segment`), so that no step adds it.
+        self.data_seq = Signal(32)
         self.payload_at = Signal(16)  # the frame offset of the first byte of text
         self.rx_free = Signal(18)
         self.rcv_wnd = Signal(16)
@@ -166,7 +168,6 @@ class EventContext:
         self.rcv_data_end = (t.rcv_nxt - t.fin_received)[:32]  # the FIN is no byte
         m.d.comb += [
             self.seg_len.eq(s.tcp_payload_len + self.f_syn + self.f_fin),
-            self.data_seq.eq(s.tcp_seq + self.f_syn),
             self.payload_at.eq(ethernet.HEADER_BYTES + (s.ip_ihl << 2) + (s.tcp_doff << 2)),
             self.rx_free.eq(cfg.rx_ring_bytes - seq_diff(t.rcv_nxt, t.rcv_read)),
             self.rcv_wnd.eq(seq_min(self.rx_free, 0xFFFF)),
@@ -180,6 +181,11 @@ class EventContext:
         self.peer_mss = Mux(s.tcp_options.mss_valid, seq_min(s.tcp_options.mss, cfg.mss),
                             tcp.DEFAULT_MSS)
         self.fin_acked = t.fin_queued & (t.snd_una == (t.snd_end + 1)[:32])
+
+    def load_segment(self, record):
+        """Take the segment ``record`` (:func:`rx_meta_layout`) for this event."""
+        self.m.d.sync += [self.s.eq(record), self.do_take.eq(1),
+                          self.data_seq.eq(record.tcp_seq + record.tcp_flags[1])]
 
     # -- state ---------------------------------------------------------------------------
 

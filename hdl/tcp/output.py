@@ -29,6 +29,13 @@ class OutputRegisters:
         self.fin_left = Signal()  # the FIN is not sent yet
         self.update = Signal()  # a window update is due
 
+    def add_length_step(self, e, name: str, then: str):
+        """Step ``name``: the segment length, min(bytes, window room, SND.MSS), then
+        ``then`` (shared by the output and the retransmission routines)."""
+        with e.m.State(name):
+            e.m.d.sync += self.length.eq(seq_min(seq_min(self.avail, self.room), e.t.snd_mss))
+            e.m.next = then
+
 
 def add_output_steps(e, o, backoff):
     m, t = e.m, e.t
@@ -44,9 +51,7 @@ def add_output_steps(e, o, backoff):
         ]
         m.next = "output_length"
 
-    with m.State("output_length"):
-        m.d.sync += o.length.eq(seq_min(seq_min(o.avail, o.room), t.snd_mss))
-        m.next = "output_send"
+    o.add_length_step(e, "output_length", "output_send")
 
     with m.State("output_send"):
         m.next = "finish"

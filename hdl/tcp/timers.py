@@ -20,7 +20,7 @@ from amaranth.hdl import Mux
 from ..host_if import EventKind
 from ..proto import tcp
 from .event_context import EventSlot
-from .seq import seq_diff, seq_lt, seq_min
+from .seq import seq_diff, seq_lt
 from .states import TcpState
 
 __all__ = ["add_timer_steps"]
@@ -70,9 +70,7 @@ def add_timer_steps(e, o, backoff, listeners):
                     ]
                     m.next = "retransmit_length"
 
-    with m.State("retransmit_length"):
-        m.d.sync += o.length.eq(seq_min(seq_min(o.avail, o.room), t.snd_mss))
-        m.next = "retransmit_send"
+    o.add_length_step(e, "retransmit_length", "retransmit_send")
 
     with m.State("retransmit_send"):
         m.next = "finish"

@@ -1,4 +1,8 @@
-"""TCP segment transmitter: RFC 9293 s3.1 segments with payload from a connection's TX ring."""
+"""TCP segment transmitter: RFC 9293 s3.1 segments, with their options, and payload from a
+connection's TX ring."""
+
+from functools import reduce
+from operator import or_
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -11,13 +15,79 @@ from ..stream import be, be_bytes, beat_signature, keep_for
 from ..tx.headers import ethernet_header, header_sum, ipv4_header, tcp_header
 from .tcb import segment_layout
 
-__all__ = ["TcpTransmitter", "MSS_OPTION_BYTES"]
+__all__ = ["TcpTransmitter", "MAX_HEADER_BYTES"]
 
-MSS_OPTION_BYTES = 4  # kind 2, length 4, 16-bit MSS (RFC 9293 s3.2)
 IP_AT = ethernet.HEADER_BYTES
 TCP_AT = IP_AT + ipv4.MIN_HEADER_BYTES
 HEADER_BYTES = TCP_AT + tcp.MIN_HEADER_BYTES  # 54: no options
-MAX_HEADER_BYTES = HEADER_BYTES + MSS_OPTION_BYTES  # 58: with the MSS option
+OPTION_WORDS = tcp.MAX_OPTION_BYTES // 4  # 10
+MAX_HEADER_BYTES = HEADER_BYTES + tcp.MAX_OPTION_BYTES  # 94: 40 bytes of options
+
+
+def option_candidates(req):
+    """The option words a request can carry, as ``(bytes, present, position)``, and the
+    number of option words it sends (0..10).
+
+    ``bytes``: the word's 4 bytes, first on the wire first; ``present``: the word is
+    sent; ``position(syn, ts, ws)``: its option word index (0..9) for the request bits
+    ``syn_options``, ``ts_on`` and ``wscale_on``, or ``None`` where it is never present.
+    The order is that of :func:`hdl.proto.tcp.option_bytes`.
+    """
+    syn, ts, count = req.syn_options, req.ts_on, req.sack_count
+    fit = Mux(ts, 3, tcp.MAX_SACK_BLOCKS)  # SACK blocks beside the timestamps or not
+    blocks = Mux(count > fit, fit, count)[:3]  # SACK blocks sent
+    sack_len = Cat(Const(2, 3), blocks, Const(0, 2))  # 2 + 8n
+    nop = tcp.OPT_NOP
+    words = [
+        (be_bytes(Cat(req.mss, Const(4, 8), Const(tcp.OPT_MSS, 8)), 4), syn,
+         lambda s, t, w: 0 if s else None),
+    ]
+    ts_words = ([nop, nop, tcp.OPT_TIMESTAMPS, 10], be_bytes(req.ts_val, 4),
+                be_bytes(req.ts_ecr, 4))
+    for j, word in enumerate(ts_words):
+        words.append((word, ts, lambda s, t, w, j=j: s + j if t else None))
+    words += [
+        ([nop, tcp.OPT_WSCALE, 3, Cat(req.wscale, Const(0, 4))], syn & req.wscale_on,
+         lambda s, t, w: 1 + 3 * t if s and w else None),
+        ([nop, nop, tcp.OPT_SACK_PERMITTED, 2], syn & req.sack_permitted,
+         lambda s, t, w: 1 + 3 * t + w if s else None),
+        ([nop, nop, tcp.OPT_SACK, sack_len], ~syn & (count != 0),
+         lambda s, t, w: None if s else 3 * t),
+    ]
+    for k in range(tcp.MAX_SACK_BLOCKS):
+        present = ~syn & (count > k) & (~ts if k == tcp.MAX_SACK_BLOCKS - 1 else 1)
+        for h, edge in enumerate((req.sack[k].left, req.sack[k].right)):
+            words.append((be_bytes(edge, 4), present, lambda s, t, w, k=k, h=h:
+                          None if s or k >= tcp.sack_blocks_that_fit(t)
+                          else 3 * t + 1 + 2 * k + h))
+    count_words = Mux(syn, 1 + Mux(ts, 3, 0) + req.wscale_on + req.sack_permitted,
+                      Mux(ts, 3, 0) + Mux(count != 0, 1 + 2 * blocks, 0))[:4]
+    return words, count_words
+
+
+def place_options(req):
+    """The 10 option words of the header (40 bytes, zero past the last option) and the
+    number of words in use: each output word is an AND-OR choice among the few candidate
+    words that can land there (3, 5, 4, 3, 4, 3, 2, 2, 2, 1 for words 0..9), selected by
+    their presence and ``syn_options``, ``ts_on`` and ``wscale_on`` (the only bits the
+    positions depend on)."""
+    candidates, count_words = option_candidates(req)
+    code = Cat(req.wscale_on, req.ts_on, req.syn_options)  # matched as "syn ts ws"
+    combos = [(s, t, w) for s in (0, 1) for t in (0, 1) for w in (0, 1)]
+    out = []
+    for i in range(OPTION_WORDS):
+        choices = []
+        for word, present, position in candidates:
+            hits = [f"{s}{t}{w}" for s, t, w in combos if position(s, t, w) == i]
+            if hits:
+                select = (present & code.matches(*hits)).replicate(32)
+                choices.append(be([Const(b, 8) if isinstance(b, int) else b
+                                   for b in word]) & select)
+        out += be_bytes(reduce(or_, choices), 4)
+    for _, _, position in candidates:
+        assert all(position(*c) is None or 0 <= position(*c) < OPTION_WORDS
+                   for c in combos)
+    return out, count_words
 
 
 class TcpTransmitter(wiring.Component):
@@ -26,12 +96,25 @@ class TcpTransmitter(wiring.Component):
     The frame is an Ethernet II header (``eth_dst``, ``mac_addr``, type IPv4), an IPv4
     header (RFC 791: version 4, IHL 5, TOS 0, the total length, an identification that
     counts frames, DF set, TTL 64, protocol 6, the header checksum), a TCP header
-    (RFC 9293 s3.1: ports, sequence and acknowledgment numbers, data offset, flags,
-    window, checksum, urgent pointer 0) and ``payload_len`` bytes of the connection's TX
-    ring.  With ``mss_option`` the header carries the MSS option (kind 2, length 4,
-    ``mss``; data offset 6) for SYN and SYN-ACK: RFC 9293 s3.7.1 MUST-14 (send the MSS
-    option), SHLD-5 (in every SYN when the MSS is not the MUST-15 default of 536).  No
-    Ethernet padding is added: the MAC pads.
+    (RFC 9293 s3.1: ports, sequence and acknowledgment numbers, data offset 5 + option
+    words, flags, window, checksum, urgent pointer 0), the options, and ``payload_len``
+    bytes of the connection's TX ring.  No Ethernet padding is added: the MAC pads.
+
+    Options (:func:`hdl.proto.tcp.option_bytes` is the byte-exact reference) are whole
+    4-byte words, NOP-padded so each starts word-aligned, at most 40 bytes:
+
+    - ``syn_options`` (SYN, SYN-ACK): MSS ``mss`` (kind 2, length 4; RFC 9293 s3.2
+      MUST-14, SHLD-5), then as asked timestamps (``ts_on``: NOP NOP 8 10 TSval TSecr,
+      RFC 7323 s3), window scale (``wscale_on``: NOP 3 3 ``wscale``, RFC 7323 s2) and
+      SACK-permitted (``sack_permitted``: NOP NOP 4 2, RFC 2018 s2);
+    - other segments: timestamps if ``ts_on`` (RFC 7323 s3.2: in every segment once
+      negotiated), then if ``sack_count`` != 0 the SACK option (NOP NOP 5 2+8n, RFC 2018
+      s3) with the first n = min(``sack_count``, 3 with timestamps else 4) blocks.
+
+    Each option word of the header is chosen among the few candidate words that can
+    land there; the positions depend only on ``syn_options``, ``ts_on`` and
+    ``wscale_on`` (:func:`place_options`).  Absent words are zero, so the header sum
+    covers all 10 option words.  The header is ``H = 54 + 4 * words`` bytes (54..94).
 
     The TCP checksum (RFC 9293 s3.1, RFC 1071) covers the pseudo-header, the header and
     the payload, and goes out before the payload, so the ring is read twice:
@@ -39,18 +122,24 @@ class TcpTransmitter(wiring.Component):
     1. Pass 1 reads the payload ``W`` bytes a cycle (``ceil(L / W)`` reads) and adds it
        as big-endian 16-bit words from payload byte 0 (the TCP header has an even
        length), in a pipeline: masked bytes, adder tree, accumulator.  Meanwhile the
-       header is built in registers and summed.  A zero-length payload skips the pass.
+       header is built in registers and summed in two steps: the fixed header with the
+       pseudo-header (16 words), the option words (20) and the IPv4 header (10) in
+       parallel adder trees, then the two TCP sums.  A zero-length payload skips the
+       pass.
     2. Pass 2 emits the frame one beat a cycle.  Beat ``k`` is read from ring address
-       ``payload start - H + k * W`` (``H`` = 54 or 58, the header length), so each
-       payload byte of the beat arrives in its own lane; lanes at frame positions below
-       ``H`` take the header registers instead.  The read data waits in the ring's read
-       register while the output register is stalled (``rd_data`` holds while ``rd_en``
-       is low), so backpressure costs no bandwidth.
+       ``payload start - H + k * W``, so each payload byte of the beat arrives in its
+       own lane; lanes at frame positions below ``H`` take the header registers
+       instead (``hdr[]``, shifted down ``W`` bytes a beat).  The read data waits in the
+       ring's read register while the output register is stalled (``rd_data`` holds
+       while ``rd_en`` is low), so backpressure costs no bandwidth.
 
-With ``o.ready`` high, the first beat leaves ``ceil(L / W) + 9`` cycles after the request
-is taken (7 for ``L = 0``: pass 1, its 3-stage pipeline, the sum, two fold stages and
-the read latency), then ``ceil((H + L) / W)`` beats follow back to back; the next
-request is taken while the last beat is offered.
+    With ``o.ready`` high, the first beat leaves ``ceil(L / W) + 9`` cycles after the
+    request is taken (pass 1's reads, its 3-stage pipeline into the accumulator, the
+    final sum, two fold stages, the checksum write, the read and the output register),
+    or 8 for ``L = 0`` (the two header-sum steps, then the same); measured by
+    tests/test_tcp_transmitter_unit.py for every width and option combination.  Then
+    ``ceil((H + L) / W)`` beats follow back to back; the next request is taken while the
+    last beat is offered.
 
     The request is latched and taken when the transmitter is idle.  Payload byte ``j``
     lives at ring address ``conn * tx_ring_bytes + (payload_pos + j) % tx_ring_bytes``.
@@ -104,15 +193,17 @@ request is taken while the last beat is offered.
         # The request's fields that outlive the header build.
         conn = Signal(cfg.conn_bits)
         pos = Signal(offset_bits)  # ring offset of payload byte 0
-        payload_len = Signal(16)
-        has_option = Signal()
+        option_words = Signal(4)  # 0..10
         tcp_len = Signal(16)  # TCP header + payload, for the pseudo-header
+        frame_len = Signal(16)
         ident = Signal(16)
 
         # The frame header (first byte on the wire first) and its sums.
         hdr = [Signal(8, name=f"hdr{i}") for i in range(header_slots)]
         ip_sum = Signal(20)  # 10 words
-        tcp_sum = Signal(21)  # 12 header words (with the option) + 6 pseudo-header words
+        base_sum = Signal(20)  # 10 fixed TCP header words + 6 pseudo-header words
+        opt_sum = Signal(21)  # 20 option words
+        tcp_sum = Signal(22)
         total = Signal(33)
         total_folded = Signal(18)
 
@@ -204,34 +295,29 @@ request is taken while the last beat is offered.
             with m.State("IDLE"):
                 m.d.comb += self.segment.ready.eq(1)
                 with m.If(self.segment.valid):
-                    option = [Const(tcp.OPT_MSS, 8), Const(MSS_OPTION_BYTES, 8)]
-                    option += be_bytes(req.mss, 2)
-                    length = (Const(tcp.MIN_HEADER_BYTES, 16) + req.payload_len
-                              + Mux(req.mss_option, MSS_OPTION_BYTES, 0))[:16]
+                    options, words = place_options(req)
+                    option_len = Cat(Const(0, 2), words)  # bytes
+                    length = (req.payload_len + (tcp.MIN_HEADER_BYTES + option_len))[:16]
+                    ip_len = (req.payload_len + (TCP_AT - IP_AT + tcp.MIN_HEADER_BYTES
+                                                 + option_len))[:16]
                     frame = (
                         ethernet_header(req.eth_dst, self.mac_addr, ethernet.ETHERTYPE_IPV4)
                         + ipv4_header(src=self.ip_addr, dst=req.ip_dst,
-                                      protocol=ipv4.PROTO_TCP,
-                                      total_length=(length + ipv4.MIN_HEADER_BYTES)[:16],
+                                      protocol=ipv4.PROTO_TCP, total_length=ip_len,
                                       ident=ident, with_checksum=False)
                         + tcp_header(src=self.ip_addr, dst=req.ip_dst, sport=req.sport,
                                      dport=req.dport, seq=req.seq, ack=req.ack,
                                      flags=req.flags, window=req.window,
-                                     options=option, with_checksum=False)
+                                     options=options, with_checksum=False)
                     )
                     assert len(frame) == MAX_HEADER_BYTES
-                    # Data offset 5 or 6 words; without the option its bytes are zero so
-                    # the header sum leaves them out.
-                    frame[TCP_AT + tcp.DATA_OFFSET] = Mux(req.mss_option, 0x60, 0x50)
-                    for i in range(HEADER_BYTES, MAX_HEADER_BYTES):
-                        frame[i] = Mux(req.mss_option, frame[i], 0)
+                    frame[TCP_AT + tcp.DATA_OFFSET] = Cat(Const(0, 4), (words + 5)[:4])
                     for i, byte in enumerate(frame):
                         m.d.sync += hdr[i].eq(byte)
                     m.d.sync += [
                         conn.eq(req.conn),
                         pos.eq(req.payload_pos[:offset_bits]),
-                        payload_len.eq(req.payload_len),
-                        has_option.eq(req.mss_option),
+                        option_words.eq(words),
                         tcp_len.eq(length),
                         ident.eq(ident + 1),
                         p1_offset.eq(req.payload_pos[:offset_bits]),
@@ -241,14 +327,30 @@ request is taken while the last beat is offered.
                     ]
                     m.next = "SUM"
             with m.State("SUM"):
-                # Header sums, unfolded (RFC 1071); the pseudo-header reuses the address
-                # bytes of the IPv4 header.
+                # Header sums, unfolded (RFC 1071), in three parallel trees; the
+                # pseudo-header reuses the address bytes of the IPv4 header.
                 addresses = hdr[IP_AT + ipv4.SRC : IP_AT + ipv4.DST + 4]
                 pseudo = [be(addresses[i : i + 2]) for i in range(0, 8, 2)]
+                header_len = HEADER_BYTES + Cat(Const(0, 2), option_words)
                 m.d.sync += [
                     ip_sum.eq(header_sum(hdr[IP_AT:TCP_AT])),
-                    tcp_sum.eq(header_sum(hdr[TCP_AT:MAX_HEADER_BYTES],
-                                          pseudo + [Const(ipv4.PROTO_TCP, 16), tcp_len])),
+                    base_sum.eq(header_sum(hdr[TCP_AT:HEADER_BYTES],
+                                           pseudo + [Const(ipv4.PROTO_TCP, 16), tcp_len])),
+                    opt_sum.eq(header_sum(hdr[HEADER_BYTES:MAX_HEADER_BYTES])),
+                    frame_len.eq(tcp_len + TCP_AT),
+                    p2_offset.eq(pos - header_len),
+                ]
+                m.next = "SUM2"
+            with m.State("SUM2"):
+                # Bit i of the header mask: frame byte i is a header byte (i < H).
+                header_mask = Cat(
+                    Const((1 << HEADER_BYTES) - 1, HEADER_BYTES),
+                    *[(option_words > j).replicate(4) for j in range(OPTION_WORDS)])
+                m.d.sync += [
+                    tcp_sum.eq(base_sum + opt_sum),
+                    p2_reads.eq((frame_len + (w - 1))[lane_bits:]),
+                    p2_left.eq(frame_len),
+                    p2_header.eq(header_mask),
                 ]
                 m.next = "WAIT"
             with m.State("WAIT"):
@@ -262,15 +364,6 @@ request is taken while the last beat is offered.
                 for offset, value in ((IP_AT + ipv4.CHECKSUM, ~fold(ip_sum)),
                                       (TCP_AT + tcp.CHECKSUM, ~fold(total_folded))):
                     m.d.sync += [hdr[offset].eq(value[8:16]), hdr[offset + 1].eq(value[:8])]
-                header_len = Mux(has_option, MAX_HEADER_BYTES, HEADER_BYTES)
-                frame_len = (payload_len + header_len)[:16]
-                m.d.sync += [
-                    p2_offset.eq(pos - header_len),
-                    p2_reads.eq((frame_len + (w - 1))[lane_bits:]),
-                    p2_left.eq(frame_len),
-                    p2_header.eq(Mux(has_option, (1 << MAX_HEADER_BYTES) - 1,
-                                     (1 << HEADER_BYTES) - 1)),
-                ]
                 m.next = "SEND"
             with m.State("SEND"):
                 # A read is issued when its data will have room: rd_data is free or goes

@@ -48,9 +48,15 @@ class ToeConfig:
     listeners:
         Ports that can listen at once (passive opens).
     tx_ring_bytes, rx_ring_bytes:
-        Per-connection send and receive rings (powers of two, 64 B .. 64 KiB; the TCP
-        engine needs a power-of-two ``data_bytes``).
-        The receive ring bounds the advertised window (at most 65535 without window scale).
+        Per-connection send and receive rings (powers of two, 64 B .. 1 MiB; the TCP
+        engine needs a power-of-two ``data_bytes``).  The receive ring bounds the
+        advertised window: at most 65,535 bytes unless window scaling is negotiated, and
+        then the whole ring (:attr:`rcv_wscale`).
+    window_scaling, timestamps, sack:
+        Offer and accept the TCP options of RFC 7323 s2 (window scale), RFC 7323 s3-5
+        (timestamps, PAWS, RTT measurement) and RFC 2018 (SACK-permitted, SACK blocks in
+        the ACKs while out-of-order text is held).  All on by default; each can be
+        turned off for a build (then the option is neither sent nor accepted).
     msl_us:
         Maximum segment lifetime; TIME-WAIT lasts 2 * MSL (RFC 9293 MUST-13; the RFC's
         MSL is 2 minutes).
@@ -66,6 +72,15 @@ class ToeConfig:
     reassembly_intervals:
         How many disjoint ranges of out-of-order text a connection holds beyond RCV.NXT
         (RFC 9293 SHLD-31; hdl/tcp/reassembly.py).  Each costs 65 bits of TCB.
+    ack_delay_us:
+        Delayed ACKs (RFC 9293 SHLD-18, RFC 5681 s4.2): text received in order is
+        acknowledged at once when more than one MSS is unacknowledged (so at least
+        every second full-sized segment, SHLD-19), otherwise within this delay (MUST-40:
+        under 0.5 s).  40 ms, Linux's shortest delayed-ACK timeout: short enough that
+        a peer's Nagle algorithm or a request/response exchange waits little, long
+        enough to ride on the reply of a request.  Out-of-order text, a segment that
+        fills a hole, a FIN and window updates are acknowledged at once; 0 turns
+        delaying off, and so does the per-connection QUICKACK option.
     fin_wait_2_us:
         How long a connection the host has closed waits in FIN-WAIT-2 for the peer's
         FIN before it is deleted (RFC 9293 has no such timer: a peer that never closes
@@ -103,8 +118,12 @@ class ToeConfig:
     r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
     fin_wait_2_us: int = 60_000_000
+    ack_delay_us: int = 40_000
     reassembly_intervals: int = 4
     tick_bits: int = 1
+    window_scaling: bool = True
+    timestamps: bool = True
+    sack: bool = True
 
     def __post_init__(self):
         if not 1 <= self.tick_bits <= 16:
@@ -120,8 +139,10 @@ class ToeConfig:
             if value < 2 or value & (value - 1):
                 raise ValueError(f"{name} must be a power of two >= 2, not {value}")
         for name in ("tx_ring_bytes", "rx_ring_bytes"):
-            if not 64 <= getattr(self, name) <= 65536:
-                raise ValueError(f"{name} must be 64 bytes .. 64 KiB")
+            if not 64 <= getattr(self, name) <= 1 << 20:
+                raise ValueError(f"{name} must be 64 bytes .. 1 MiB")
+        if not 0 <= self.ack_delay_us < 500_000:
+            raise ValueError("ack_delay_us must be 0 .. 499,999 (RFC 9293 MUST-40)")
         if not 1 <= self.reassembly_intervals <= 16:
             raise ValueError("reassembly_intervals must be 1..16")
         if self.rx_buffer_bytes < 2 * self.max_frame_bytes:
@@ -145,6 +166,13 @@ class ToeConfig:
     def mss(self) -> int:
         """The MSS we announce and the largest segment we send: MTU - 40 (MUST-14..16)."""
         return self.mtu - 40
+
+    @property
+    def rcv_wscale(self) -> int:
+        """The window scale shift the engine offers (RFC 7323 s2.2): the least that lets
+        a 16-bit window field cover the whole RX ring; 0 for rings up to 64 KiB (the
+        option is still sent, so the peer may scale its own window)."""
+        return max(0, (self.rx_ring_bytes - 1).bit_length() - 16)
 
     def replace(self, **changes) -> "ToeConfig":
         return replace(self, **changes)

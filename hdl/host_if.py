@@ -38,7 +38,7 @@ from amaranth.lib import data, enum
 from .config import ToeConfig
 
 __all__ = [
-    "CommandOp", "EventKind", "ErrorCode",
+    "CommandOp", "SocketOption", "EventKind", "ErrorCode",
     "command_layout", "event_layout", "data_layout",
 ]
 
@@ -56,6 +56,13 @@ class CommandOp(enum.Enum, shape=4):
     #            the id once CLOSED
     ABORT = 7  # conn: send RST, release (RFC 9293 s3.10.5)
     CREDIT = 8  # conn, value = bytes the host can take more on the RX stream
+    SET_OPTION = 9  # conn, port = a SocketOption, value: set a per-connection option
+
+
+class SocketOption(enum.Enum, shape=16):
+    """Per-connection options of ``SET_OPTION`` (the ``port`` field)."""
+
+    QUICKACK = 1  # value bit 0: acknowledge every segment at once (no delayed ACKs)
 
 
 class EventKind(enum.Enum, shape=4):
@@ -97,6 +104,7 @@ class ErrorCode(enum.Enum, shape=5):
     BAD_PORT = 15  # LISTEN on port 0, CONNECT to or from port 0
     UNREAD_DATA = 16  # with CLOSED: CLOSE found received data unread and sent RST
     #                   (RFC 9293 SHLD-3)
+    BAD_OPTION = 17  # SET_OPTION of an unknown SocketOption
 
 
 def command_layout(config: ToeConfig) -> data.StructLayout:

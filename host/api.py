@@ -97,6 +97,7 @@ from typing import Any, Protocol, TypeVar
 
 from toe.hdl.config import ToeConfig
 from toe.hdl.csr_map import key_register_writes
+from toe.hdl.host_if import SocketOption
 
 from .connection import (
     ConnectionRecord,
@@ -760,6 +761,12 @@ class Connection:
             raise err
 
     # ------------------------------------------------------------ closing
+
+    def set_quickack(self, on: bool = True) -> None:
+        """Acknowledge every segment at once (``on``) or let the engine delay ACKs
+        (the default: ``ToeConfig.ack_delay_us``), as Linux's ``TCP_QUICKACK``."""
+        self._engine.protocol.set_option(self._rec.conn, SocketOption.QUICKACK, int(on))
+        self._engine._kick()
 
     async def shutdown(self) -> None:
         """Half-close: the FIN follows the buffered data.  Reading goes on.

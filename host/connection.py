@@ -63,6 +63,7 @@ _ERRNO = {
     ErrorCode.BAD_ADDRESS: errno.EADDRNOTAVAIL,
     ErrorCode.BAD_PORT: errno.EINVAL,
     ErrorCode.UNREAD_DATA: errno.ECONNABORTED,
+    ErrorCode.BAD_OPTION: errno.ENOPROTOOPT,
 }
 
 

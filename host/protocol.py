@@ -79,6 +79,7 @@ from toe.hdl.host_if import (
     CommandOp,
     ErrorCode,
     EventKind,
+    SocketOption,
     command_layout,
     data_layout,
     event_layout,
@@ -524,6 +525,14 @@ class EngineProtocol:
         rec = self.connection(conn)
         self._check_usable(rec)
         rec.machine.request_shutdown()
+
+    def set_option(self, conn: int, option: SocketOption, value: int) -> None:
+        """Set a per-connection option of the engine (``SET_OPTION``), e.g.
+        ``SocketOption.QUICKACK``, 1: acknowledge every segment at once."""
+        rec = self.connection(conn)
+        self._check_usable(rec)
+        option = SocketOption(option)
+        self._command(CommandOp.SET_OPTION, conn=conn, port=option.value, value=int(value))
 
     def close(self, conn: int) -> None:
         """Close; the id is released when the engine is done (:class:`Released`).

@@ -47,12 +47,13 @@ PAYLOAD_AT = 14 + 20 + 20  # frame offset of the payload with IHL 5, data offset
 PEER_IP = ip("10.0.0.1")
 PEER_MAC = mac("02:00:00:00:00:01")
 #: Small and fast: 8 TCBs (the least the lookup allows), 256-byte rings, MSS 536; timers
-#: in microseconds of a clock that only moves when the test moves it.
+#: in microseconds of a clock that only moves when the test moves it; every segment
+#: ACKed at once (delayed ACKs are tested with their own configuration).
 BENCH_CONFIG = ToeConfig(
     data_bytes=8, connections=8, listeners=2, tx_ring_bytes=256, rx_ring_bytes=256,
     mtu=576, rx_buffer_bytes=2048, msl_us=1000, rto_initial_us=1000, rto_min_us=1000,
     rto_max_us=8000, r1_retries=2, r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5,
-    fin_wait_2_us=3000)
+    fin_wait_2_us=3000, ack_delay_us=0)
 
 @dataclass(frozen=True)
 class Seg:
@@ -65,10 +66,14 @@ class Seg:
     window: int
     len: int
     pos: int  # TX ring position (sequence number) of the payload
-    mss: bool  # MSS option
+    mss: bool  # a SYN's options: MSS (and those below that are on)
     sport: int
     dport: int
     now: int  # the time base when it left
+    ts: tuple | None = None  # (TSval, TSecr) when the timestamps option is on
+    wscale: int | None = None  # a SYN's window scale option
+    sack_permitted: bool = False  # a SYN's SACK-permitted option
+    sack: tuple = ()  # SACK blocks ((left, right), ...) that fit the option
 
 
 @dataclass(frozen=True)
@@ -107,14 +112,25 @@ class Peer:
     mac: int = PEER_MAC
     window: int = 65535
     mss: int | None = 1460
+    wscale: int | None = None  # its SYN's window scale option
+    sack_permitted: bool = False  # its SYN's SACK-permitted option
+    ts: bool = False  # it sends timestamps: (ts_val, ts_recent) in every segment
+    ts_val: int = 5000
+    ts_recent: int = 0  # the engine's latest TSval
     snd_nxt: int = field(init=False)
     rcv_nxt: int = 0
 
     def __post_init__(self):
         self.snd_nxt = self.isn
 
+    def syn_options(self) -> dict:
+        """Its SYN's options, for :meth:`EngineBench.send`."""
+        return {"mss": self.mss, "wscale": self.wscale, "sack_permitted": self.sack_permitted}
+
     def take(self, seg: Seg) -> None:
         """Note a segment from the engine: ``rcv_nxt`` moves past it if in order."""
+        if seg.ts:
+            self.ts_recent = seg.ts[0]
         length = seg.len + ("S" in seg.flags) + ("F" in seg.flags)
         if "S" in seg.flags:
             self.rcv_nxt = (seg.seq + length) % MOD
@@ -184,9 +200,16 @@ class SegmentSink:
 
     def observe(self, ctx, valid, p):
         if valid:
-            self.got.append(Seg(p.conn, tcp.flag_letters(p.flags), p.seq, p.ack, p.window,
-                                p.payload_len, p.payload_pos, bool(p.mss_option), p.sport,
-                                p.dport, self.bench.now))
+            syn = bool(p.syn_options)
+            fit = tcp.sack_blocks_that_fit(bool(p.ts_on))
+            sack = () if syn else tuple(
+                (p.sack[i].left, p.sack[i].right) for i in range(min(p.sack_count, fit)))
+            self.got.append(Seg(
+                p.conn, tcp.flag_letters(p.flags), p.seq, p.ack, p.window, p.payload_len,
+                p.payload_pos, syn, p.sport, p.dport, self.bench.now,
+                ts=(p.ts_val, p.ts_ecr) if p.ts_on else None,
+                wscale=p.wscale if syn and p.wscale_on else None,
+                sack_permitted=syn and bool(p.sack_permitted), sack=sack))
 
 
 class CopySink:
@@ -455,15 +478,22 @@ class EngineBench:
         return tag
 
     def record(self, peer: Peer, flags: str, length=0, *, seq=None, ack=None, window=None,
-               mss=None, ip_src=None):
-        """An ``rx_meta_layout`` record of a segment from ``peer`` (as the parser makes it)."""
+               mss=None, ip_src=None, ts=None, wscale=None, sack_permitted=False, sack=()):
+        """An ``rx_meta_layout`` record of a segment from ``peer`` (as the parser makes it):
+        options ``mss``, ``ts`` ((TSval, TSecr)), ``wscale``, ``sack_permitted``,
+        ``sack`` (up to 4 (left, right) blocks)."""
         if seq is None:
             seq = peer.snd_nxt
             peer.snd_nxt = (seq + length + ("S" in flags) + ("F" in flags)) % MOD
         if ack is None:
             ack = peer.rcv_nxt if "A" in flags else 0
+        if ts is None and peer.ts:
+            ts = (peer.ts_val, peer.ts_recent if "A" in flags else 0)
         self._buf = (self._buf + 8) % (1 << PTR_BITS)
-        doff = 5 + (mss is not None)
+        option_bytes = (4 * (mss is not None) + 12 * (ts is not None)
+                        + 4 * (wscale is not None) + 4 * sack_permitted
+                        + (4 + 8 * len(sack) if sack else 0))
+        doff = 5 + option_bytes // 4
         return self.meta_layout.const({
             "verdict": Verdict.TCP, "buf_start": self._buf, "buf_end": self._buf + 8,
             "frame_len": 34 + 4 * doff + length, "eth_src": peer.mac,
@@ -473,7 +503,16 @@ class EngineBench:
             "tcp_ack": ack % MOD, "tcp_doff": doff, "tcp_flags": tcp.flag_bits(flags),
             "tcp_window": peer.window if window is None else window,
             "tcp_payload_len": length,
-            "tcp_options": {"mss_valid": mss is not None, "mss": mss or 0},
+            "tcp_options": {
+                "mss_valid": mss is not None, "mss": mss or 0,
+                "wscale_valid": wscale is not None, "wscale": min(wscale or 0, 14),
+                "sack_permitted": sack_permitted,
+                "ts_valid": ts is not None, "ts_val": (ts or (0, 0))[0] % MOD,
+                "ts_ecr": (ts or (0, 0))[1] % MOD,
+                "sack_count": len(sack),
+                "sack": [{"left": a % MOD, "right": b % MOD} for a, b in sack]
+                + [{"left": 0, "right": 0}] * (4 - len(sack)),
+            },
         })
 
     def send(self, peer: Peer, flags: str, length=0, **kw) -> int:

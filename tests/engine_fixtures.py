@@ -21,7 +21,7 @@ async def established(b: EngineBench, peer: Peer | None = None, *, active=False,
     timer running from now); ``tcb``: any other fields, e.g. ``{"snd_wnd": 0}``."""
     if active:
         c = await syn_sent(b, peer, local_port=local_port)
-        b.send(c.peer, "SA", mss=c.peer.mss)
+        b.send(c.peer, "SA", **c.peer.syn_options())
         c.irs = c.peer.isn
         await b.next_segment(flags="A")
         await b.event(EventKind.ESTABLISHED, conn=c.id)
@@ -64,7 +64,7 @@ async def syn_received(b: EngineBench, peer: Peer | None = None, *, backlog=4) -
     peer = peer or Peer()
     if peer.engine_port not in b.listening:
         await b.listen(peer.engine_port, backlog)
-    b.send(peer, "S", mss=peer.mss)
+    b.send(peer, "S", **peer.syn_options())
     synack = await b.next_segment(flags="SA")
     assert synack.ack == (peer.isn + 1) % MOD and synack.mss, synack
     peer.take(synack)

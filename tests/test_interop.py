@@ -29,7 +29,7 @@ from toe.host.socket_transport import open_engine
 from toe.sim.bench_vnic import bulk_data, engine_to_kernel, kernel_to_engine
 from toe.sim.netns import kernel_sockets, socket_in_netns
 from toe.sim.state_coverage import event_name
-from toe.sim.vnic import Impairment, VirtualNic, can_run_vnic, netem_available
+from toe.sim.vnic import VNIC_CONFIG, Impairment, VirtualNic, can_run_vnic, netem_available
 
 _WHY_NOT = can_run_vnic()
 pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=f"virtual NIC: {_WHY_NOT}")
@@ -395,27 +395,32 @@ def _bulk(nic: VirtualNic, size: int, port: int) -> dict:
 
 
 def test_bulk_64mib_each_way_kernel_options(make_nic, tmp_path):
-    """64 MiB each way, SHA-256 checked, with Linux offering window scaling, timestamps
-    and SACK in its SYN (RFC 7323, RFC 2018): the engine answers with MSS only, so
-    neither end uses the options (RFC 7323 s1.3/s3.2: an option not in both SYNs is
-    off) and the kernel's ``ss -ti`` shows no wscale, ts or sack."""
+    """64 MiB each way, SHA-256 checked, with window scaling, timestamps and SACK agreed
+    (RFC 7323 s2.2, s3.2; RFC 2018 s2): the engine's SYN-ACK answers Linux's SYN with
+    MSS, timestamps (TSecr = Linux's TSval), window scale (the shift of its 256 KiB
+    ring) and SACK-permitted; the kernel's ``ss -ti`` shows wscale, ts and sack on both
+    connections (also the one the engine's SYN opened), and every later segment of
+    Linux carries timestamps, the MSS less 12 bytes of them."""
     nic = make_nic(pcap=tmp_path / "handshake.pcap")
     seen = _bulk(nic, 64 << 20, 9000)
     assert seen["up_bytes"] == seen["down_bytes"] == 64 << 20
     assert seen["up_sha256"] == seen["down_sha256"] == seen["expected_sha256"]
-    for way in ("up", "down"):
-        (sock,) = seen[way]
-        assert sock.field("wscale") is None and not sock.flag("ts") and not sock.flag("sack")
-        assert sock.field("mss") == "1460"
     frames = rdpcap(str(tmp_path / "handshake.pcap"), count=40)
     syns = [f[TCP] for f in frames if TCP in f and f[TCP].flags.S]
     kernel_syn = next(s for s in syns if s.dport == 9000 and not s.flags.A)
     engine_synack = next(s for s in syns if s.sport == 9000 and s.flags.A)
-    offered = {name for name, _ in kernel_syn.options}
-    assert {"MSS", "WScale", "Timestamp", "SAckOK"} <= offered
-    assert [name for name, _ in engine_synack.options if name not in ("NOP", "EOL")] == ["MSS"]
+    offered = dict(kernel_syn.options)
+    assert {"MSS", "WScale", "Timestamp", "SAckOK"} <= offered.keys()
+    answered = [(n, v) for n, v in engine_synack.options if n not in ("NOP", "EOL")]
+    assert [n for n, _ in answered] == ["MSS", "Timestamp", "WScale", "SAckOK"]
+    assert dict(answered)["Timestamp"][1] == offered["Timestamp"][0]
+    assert dict(answered)["WScale"] == VNIC_CONFIG.rcv_wscale == 2
+    for way in ("up", "down"):
+        (sock,) = seen[way]
+        assert sock.flag("ts") and sock.flag("sack"), sock
+        assert sock.field("wscale") == f"{VNIC_CONFIG.rcv_wscale},{offered['WScale']}", sock
     after = [f[TCP] for f in frames if TCP in f and f[TCP].dport == 9000 and not f[TCP].flags.S]
-    assert after and all(not any(name == "Timestamp" for name, _ in t.options) for t in after)
+    assert after and all(any(name == "Timestamp" for name, _ in t.options) for t in after)
     assert_nothing_stuck(nic)
 
 

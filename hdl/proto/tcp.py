@@ -73,3 +73,46 @@ OPT_TIMESTAMPS = 8  # length 10, RFC 7323 s3
 MAX_WSCALE = 14  # RFC 7323 s2.3: larger shifts are used as 14
 MAX_SACK_BLOCKS = 4
 DEFAULT_MSS = 536  # RFC 9293 MUST-15
+
+#: Option words (4 bytes each) as the engine sends them, NOP-padded like Linux and
+#: FreeBSD so every option starts word-aligned.
+MSS_WORD = 1  # kind 2, length 4, MSS
+TS_WORDS = 3  # NOP NOP, kind 8, length 10, TSval, TSecr
+TS_OPTION_BYTES = 4 * TS_WORDS
+WSCALE_WORD = 1  # NOP, kind 3, length 3, shift
+SACK_PERMITTED_WORD = 1  # NOP NOP, kind 4, length 2
+SACK_HEADER_WORD = 1  # NOP NOP, kind 5, length 2 + 8n (then 2 words per block)
+
+
+def sack_blocks_that_fit(ts_on: bool) -> int:
+    """SACK blocks that fit beside the other options of a non-SYN segment: 3 with
+    timestamps, 4 without (RFC 2018 s3)."""
+    return 3 if ts_on else MAX_SACK_BLOCKS
+
+
+def option_bytes(*, syn_options=False, mss=0, wscale_on=False, wscale=0,
+                 sack_permitted=False, ts_on=False, ts_val=0, ts_ecr=0,
+                 sack=()) -> bytes:
+    """The option bytes of a segment the engine sends (the reference for
+    :class:`hdl.tcp.transmitter.TcpTransmitter`): a SYN or SYN-ACK carries MSS, then
+    timestamps, window scale and SACK-permitted as asked; any other segment timestamps,
+    then the SACK blocks ``sack`` (pairs ``(left, right)``; extra blocks that do not
+    fit are left out)."""
+    out = b""
+    if syn_options:
+        out += bytes([OPT_MSS, 4]) + mss.to_bytes(2, "big")
+    if ts_on:
+        out += bytes([OPT_NOP, OPT_NOP, OPT_TIMESTAMPS, 10])
+        out += ts_val.to_bytes(4, "big") + ts_ecr.to_bytes(4, "big")
+    if syn_options:
+        if wscale_on:
+            out += bytes([OPT_NOP, OPT_WSCALE, 3, wscale])
+        if sack_permitted:
+            out += bytes([OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2])
+    elif sack:
+        blocks = list(sack)[: sack_blocks_that_fit(ts_on)]
+        out += bytes([OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(blocks)])
+        for left, right in blocks:
+            out += left.to_bytes(4, "big") + right.to_bytes(4, "big")
+    assert len(out) % 4 == 0 and len(out) <= MAX_OPTION_BYTES
+    return out

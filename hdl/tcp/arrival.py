@@ -26,12 +26,12 @@ RFC 5961 (s3.2 RST, s4.2 SYN, s5.2 ACK) replaces parts of the second, fourth and
 steps: a challenge ACK instead of acting on a segment that could be blind.
 """
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Const, Mux
 
 from ..host_if import ErrorCode, EventKind
 from ..proto import tcp
 from .conn_table import ConnTableOp
-from .event_context import EventSlot
+from .event_context import TS_TICK_BITS, EventSlot
 from .reassembly import add_text_steps
 from .seq import seq_diff, seq_le, seq_lt
 from .states import SYNCHRONIZED, TcpState
@@ -46,6 +46,14 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
     m, cfg, t, s = e.m, e.cfg, e.t, e.s
     f_fin, f_syn, f_rst, f_ack = e.f_fin, e.f_syn, e.f_rst, e.f_ack
     two_msl = 2 * cfg.msl_us
+
+    def ts_rtt():
+        """RFC 7323 s4.1: an ACK of new data echoing a timestamp measures the round trip
+        of the segment that carried it, retransmitted or not (RFC 6298 s3 allows it)."""
+        o = s.tcp_options
+        m.d.sync += [e.rtt_by_ts.eq(t.ts_ok & o.ts_valid & (o.ts_ecr != 0)),
+                     e.rtt_ticks.eq(seq_diff(e.ts_now, o.ts_ecr))]
+        return t.ts_ok & o.ts_valid & (o.ts_ecr != 0)
 
     with m.State("seg_lookup"):
         e.request_lookup(ConnTableOp.LOOKUP, s.ip_src, s.tcp_sport, s.tcp_dport)
@@ -116,10 +124,10 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 t.irs.eq(s.tcp_seq), t.rcv_nxt.eq(s.tcp_seq + 1),
                 t.rcv_read.eq(s.tcp_seq + 1), t.rcv_dlv.eq(s.tcp_seq + 1),
                 t.rcv_adv.eq(s.tcp_seq + 1),
-                t.snd_mss.eq(e.peer_mss),
-                t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
+                t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),  # not scaled
                 t.snd_wl2.eq(s.tcp_ack),
             ]
+            e.agree_options()
             with m.If(f_ack):
                 with m.If(t.fin_queued):
                     # SHUTDOWN came during SYN-SENT: the FIN goes out now.
@@ -136,13 +144,13 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 # "If there are other controls or text in the segment, then continue
                 # processing at the sixth step" (s3.10.7.3).
                 m.next = "seg_text"
-                with m.If(t.rtt_active):
+                with m.If(t.rtt_active | ts_rtt()):
                     m.next = "rtt_sample"
             with m.Else():
                 # Simultaneous open (s3.5 figure 8): SYN-RECEIVED, not passive.
                 e.set_state(S.SYN_RECEIVED, S.SYN_SENT, "s3.10.7.3 fourth: SYN, figure 8")
                 m.d.sync += t.rtt_active.eq(0)
-                e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+                e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, syn_options=1)
 
     with m.State("seg_check_seq"):
         # s3.10.7.4 first: the acceptability test, on the window we advertise.
@@ -154,17 +162,30 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         acceptable = Mux(e.seg_len == 0,
                          Mux(rcv_wnd == 0, s.tcp_seq == t.rcv_nxt, start_in),
                          (rcv_wnd != 0) & (start_in | end_in))
+        # RFC 7323 s5.3: PAWS before the acceptability test; R3, TS.Recent follows an
+        # acceptable segment's TSval by the rule of s4.3.
+        o = s.tcp_options
+        paws_reject = t.ts_ok & ~f_rst & (~o.ts_valid | seq_lt(o.ts_val, t.ts_recent))
+        with m.If(acceptable & ~paws_reject & t.ts_ok & o.ts_valid
+                  & seq_le(s.tcp_seq, t.ack_sent)):
+            m.d.sync += t.ts_recent.eq(o.ts_val)
         m.next = "finish"
         with m.If((t.state == S.SYN_RECEIVED) & f_syn & ~f_rst & ~f_ack
                   & (s.tcp_seq == t.irs)):
             # The peer retransmitted its SYN: our SYN-ACK was lost.
-            e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+            e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, syn_options=1)
         with m.Elif((t.state == S.SYN_RECEIVED) & ~t.passive & f_syn & f_ack & ~f_rst
                     & (s.tcp_seq == t.irs)):
             # Simultaneous open (s3.5 figure 8, line 5): the peer's SYN-ACK acknowledges
             # our SYN.  Its SYN is the one already received; the ACK completes the open
             # (fifth step), as in Linux and FreeBSD.
             m.next = "seg_check_ack"
+        with m.Elif(paws_reject):
+            # RFC 7323 s5.3 R1: an old duplicate: ACK (unless RST) and drop.  s3.2: once
+            # timestamps are agreed, a non-RST segment without one is dropped silently.
+            e.count("tcp_paws_drops")
+            with m.If(o.ts_valid):
+                e.send_ack()
         with m.Elif(~acceptable):
             e.count("tcp_bad_seq")
             with m.If(~f_rst):
@@ -212,6 +233,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         # s3.10.7.4 fifth, with RFC 5961 s5.2.
         m.next = "seg_text"
         ack = s.tcp_ack
+        by_ts = ts_rtt()
         with m.If(t.state == S.SYN_RECEIVED):
             with m.If(e.ack_in_window(ack)):
                 with m.If(t.fin_queued):
@@ -222,14 +244,14 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                     e.set_state(S.ESTABLISHED, S.SYN_RECEIVED, "s3.10.7.4 fifth")
                 m.d.sync += [
                     t.snd_una.eq(ack), t.timer_on.eq(0), t.backoff.eq(0),
-                    t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
+                    t.snd_wnd.eq(e.seg_wnd), t.snd_wl1.eq(s.tcp_seq),
                     t.snd_wl2.eq(ack), t.owned.eq(1),
                 ]
                 e.syn_rto_floor()
                 e.count("tcp_established")
                 e.event(EventSlot.OPEN,
                         Mux(t.passive, EventKind.ACCEPTED, EventKind.ESTABLISHED))
-                with m.If(t.rtt_active):
+                with m.If(t.rtt_active | by_ts):
                     m.next = "rtt_sample"
             with m.Else():
                 m.d.sync += e.write_tcb.eq(0)
@@ -238,8 +260,9 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             # Acknowledges something not yet sent: ACK and drop.
             e.send_ack()
             m.next = "finish"
-        with m.Elif(seq_lt(ack, (t.snd_una - 0xFFFF)[:32])):
-            # RFC 5961 s5.2: older than SND.UNA - MAX.SND.WND.
+        with m.Elif(seq_lt(ack, (t.snd_una - (Const(0xFFFF, 16) << t.snd_shift))[:32])):
+            # RFC 5961 s5.2: older than SND.UNA - MAX.SND.WND (here the largest window
+            # the peer's shift can express).
             challenge_ack()
             m.next = "finish"
         with m.Else():
@@ -259,7 +282,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                     e.start_timer(t.rto)
                 with m.If(seq_diff(t.snd_end, ack) != 0):
                     e.enqueue()
-                with m.If(t.rtt_active & seq_le(t.rtt_seq, ack)):
+                with m.If((t.rtt_active & seq_le(t.rtt_seq, ack)) | by_ts):
                     m.next = "rtt_sample"
             with m.If((ack == t.snd_una) & (s.tcp_window == 0)
                       & (t.backoff > cfg.r1_retries)):
@@ -269,15 +292,19 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             # Window update (s3.10.7.4, SND.WL1/SND.WL2 rule).
             with m.If(seq_lt(t.snd_wl1, s.tcp_seq)
                       | ((t.snd_wl1 == s.tcp_seq) & seq_le(t.snd_wl2, ack))):
-                m.d.sync += [t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
+                m.d.sync += [t.snd_wnd.eq(e.seg_wnd), t.snd_wl1.eq(s.tcp_seq),
                              t.snd_wl2.eq(ack)]
-                with m.If((s.tcp_window > t.snd_wnd) & (t.snd_end != t.snd_nxt)):
+                with m.If((e.seg_wnd > t.snd_wnd) & (t.snd_end != t.snd_nxt)):
                     e.enqueue()
 
     with m.State("rtt_sample"):
+        # Timestamp ticks to microseconds; a sample beyond 2**22 ticks (71 minutes)
+        # saturates.
+        ts_rtt_us = Mux(e.rtt_ticks[32 - TS_TICK_BITS:].any(), (1 << 32) - 1,
+                        e.rtt_ticks[:32 - TS_TICK_BITS] << TS_TICK_BITS)
         m.d.comb += [
             rtt.sample.valid.eq(1),
-            rtt.sample.p.rtt_us.eq(seq_diff(e.now, t.rtt_time)),
+            rtt.sample.p.rtt_us.eq(Mux(e.rtt_by_ts, ts_rtt_us, seq_diff(e.now, t.rtt_time))),
             rtt.sample.p.srtt.eq(t.srtt),
             rtt.sample.p.rttvar.eq(t.rttvar),
             rtt.sample.p.first.eq(~t.rtt_valid),

@@ -1,6 +1,7 @@
 """The common tail of every event of the TCP engine: deliveries and the release of the
-id (``finish``), the event's products one per cycle in a fixed order (``emit``), and the
-TCB write-back (``tcb_write``).
+id (``finish``), the window and SACK blocks of the segment if one goes
+(``segment_options``), the event's products one per cycle in a fixed order (``emit``),
+and the TCB write-back (``tcb_write``).
 
 Order of the products: the lookup-table delete (a CLOSED connection leaves the table
 before anything else can find it), the segment, the copy of received text, the delivery
@@ -9,13 +10,13 @@ with the TCB write, the TX writer's limit, the output queue, the free id and the
 buffer release of the segment.  The trace record of the event leaves with the write.
 """
 
-from amaranth.hdl import Cat, Mux
+from amaranth.hdl import Cat, Mux, Signal
 
 from ..host_if import EventKind
 from ..proto import tcp
 from .conn_table import ConnTableOp
 from .event_context import EventSlot, EventSource
-from .seq import seq_lt
+from .seq import seq_diff, seq_lt, seq_min
 from .states import TcpState
 
 __all__ = ["add_emission_steps"]
@@ -36,6 +37,50 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                          t.passive.eq(0), t.host_closed.eq(0)]
             with m.If(t.owned):
                 e.event(EventSlot.RELEASED, EventKind.RELEASED)
+        m.d.sync += [e.w_space.eq(e.rcv_wnd), e.w_kept.eq(seq_diff(t.rcv_adv, t.rcv_nxt))]
+        m.next = "emit"
+        with m.If(e.do_seg):
+            m.next = "segment_options"
+
+    with m.State("segment_options"):
+        # The window to advertise (RFC 9293 s3.8.6.2.2, receiver silly-window
+        # avoidance, MUST-39): the right edge moves only when it can move by
+        # min(RCV.BUFF / 2, MSS); until then the edge last advertised stays (SHLD-14).
+        # Scaled down by our shift (RFC 7323 s2.3), rounded up when the edge stays so
+        # that it never moves left; a SYN's window is never scaled.
+        ring_bits = len(e.w_space) - 1
+        kept = e.w_kept[:ring_bits + 1]
+        behind = e.w_kept[31] | e.w_kept[ring_bits + 1:31].any()
+        grown = (e.w_space - kept)[:ring_bits + 2]
+        open_up = behind | (~grown[-1] & (grown >= min(cfg.rx_ring_bytes // 2, cfg.mss)))
+        round_up = (1 << t.rcv_shift) - 1
+        m.d.sync += e.w_field.eq(Mux(
+            e.seg.flags & tcp.SYN, seq_min(e.w_space, 0xFFFF),
+            Mux(open_up, e.w_space >> t.rcv_shift, (kept + round_up) >> t.rcv_shift)))
+        # SACK blocks (RFC 2018 s4) in pure ACKs while text is held out of order: the
+        # interval of the latest segment first, then the others in table order, as
+        # many as fit beside the timestamps.
+        k = cfg.reassembly_intervals
+        ooo = t.ooo
+        fit = Mux(t.ts_ok, tcp.sack_blocks_that_fit(True), tcp.sack_blocks_that_fit(False))
+        first_on = Signal(k)
+        rest_on = Signal(k)
+        for i in range(k):
+            m.d.comb += [first_on[i].eq(ooo[i].valid & (t.sack_first == i)),
+                         rest_on[i].eq(ooo[i].valid & (t.sack_first != i))]
+        lead = first_on.any()
+        sack_on = t.sack_ok & ~(e.seg.flags & (tcp.SYN | tcp.RST)).any() & (e.seg.len == 0)
+        total = Signal(range(k + 1))
+        m.d.comb += total.eq(sum(ooo[i].valid for i in range(k)))
+        m.d.sync += e.sack_n.eq(Mux(sack_on, Mux(total < fit, total, fit), 0))
+        for i in range(k):
+            with m.If(first_on[i]):
+                m.d.sync += e.sack[0].eq(Cat(ooo[i].start, ooo[i].end))
+            # The others follow: place = lead + (held intervals before i, not first).
+            place = lead + sum(rest_on[j] for j in range(i))
+            for j in range(tcp.MAX_SACK_BLOCKS):
+                with m.If(rest_on[i] & (place == j)):
+                    m.d.sync += e.sack[j].eq(Cat(ooo[i].start, ooo[i].end))
         m.next = "emit"
 
     with m.State("emit"):
@@ -61,16 +106,27 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                 # The ACK field is always the final RCV.NXT of the event.
                 out.p.ack.eq(Mux(seg.flags & tcp.ACK_FLAG, t.rcv_nxt, 0)),
                 out.p.flags.eq(seg.flags),
-                out.p.window.eq(Mux(seg.flags & tcp.RST, 0, e.rcv_wnd)),
-                out.p.mss_option.eq(seg.mss),
+                out.p.window.eq(Mux(seg.flags & tcp.RST, 0, e.w_field)),
+                out.p.syn_options.eq(seg.syn_options),
                 out.p.mss.eq(cfg.mss),
+                out.p.wscale_on.eq(t.ws_ok),
+                out.p.wscale.eq(cfg.rcv_wscale),
+                out.p.sack_permitted.eq(t.sack_ok),
+                # Timestamps in every segment but RST once agreed (RFC 7323 s3.2).
+                out.p.ts_on.eq(t.ts_ok & ~(seg.flags & tcp.RST).any()),
+                out.p.ts_val.eq(e.ts_now),
+                out.p.ts_ecr.eq(t.ts_recent),
+                out.p.sack_count.eq(e.sack_n),
+                out.p.sack.eq(e.sack),
                 out.p.payload_pos.eq(seg.pos),
                 out.p.payload_len.eq(seg.len),
             ]
             with m.If(out.ready):
                 m.d.sync += [e.do_seg.eq(0), e.emitted.eq(1)]
                 with m.If(seg.flags & tcp.ACK_FLAG):
-                    m.d.sync += t.rcv_adv.eq(t.rcv_nxt + e.rcv_wnd)
+                    shift = Mux(seg.flags & tcp.SYN, 0, t.rcv_shift)
+                    m.d.sync += [t.rcv_adv.eq(t.rcv_nxt + (e.w_field << shift)),
+                                 t.ack_sent.eq(t.rcv_nxt), t.ack_pending.eq(0)]
         with m.Elif(e.do_copy):
             m.d.comb += [
                 engine.copy.valid.eq(1),

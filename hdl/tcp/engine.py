@@ -42,6 +42,7 @@ from .emission import add_emission_steps
 from .event_context import (
     ENGINE_COUNTERS,
     TRACE_SOURCES,
+    TS_TICK_BITS,
     EventContext,
     EventSource,
     trace_layout,
@@ -174,7 +175,16 @@ class TcpEngine(wiring.Component):
         tcb_rd = tcbs.read_port(transparent_for=(tcb_wr,))
         listeners = ListenerTable(m, cfg.listeners)
 
-        e = EventContext(m, cfg, self._ptr_bits, self.now, strobes, lookup)
+        # The timestamp clock (RFC 7323 s5.4: 1 ms to 1 s a tick): the microsecond time
+        # base / 1024, with 10 more bits counting its wraps, so it runs on for 51 days.
+        ts_wraps = Signal(10)
+        now_top = Signal()
+        m.d.sync += now_top.eq(self.now[31])
+        with m.If(now_top & ~self.now[31]):
+            m.d.sync += ts_wraps.eq(ts_wraps + 1)
+        ts_now = Cat(self.now[TS_TICK_BITS:], ts_wraps)
+
+        e = EventContext(m, cfg, self._ptr_bits, self.now, ts_now, strobes, lookup)
         e.tcb_rd_data, e.tcb_wr_en, e.reset_meta = tcb_rd.data, tcb_wr.en, self.reset_meta
         t = e.t
         scan = Signal(cfg.conn_bits)  # the timer scan's next connection (and CLEAR's)

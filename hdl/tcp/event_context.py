@@ -13,7 +13,7 @@ every change of the TCP state (:meth:`EventContext.set_state`).
 
 import enum as py_enum
 
-from amaranth.hdl import Cat, Mux, Signal
+from amaranth.hdl import Cat, Const, Mux, Signal
 from amaranth.lib import data, enum
 
 from ..host_if import CommandOp, ErrorCode, EventKind, command_layout
@@ -24,7 +24,10 @@ from .states import SYNCHRONIZED, TcpState
 from .tcb import delivery_layout, tcb_layout, written_layout
 
 __all__ = ["EventSource", "EventSlot", "EventContext", "ENGINE_COUNTERS", "TRACE_SOURCES",
-           "trace_layout"]
+           "trace_layout", "TS_TICK_BITS"]
+
+#: The timestamp clock ticks every 2**TS_TICK_BITS microseconds (1.024 ms).
+TS_TICK_BITS = 10
 
 
 class EventSource(enum.Enum, shape=3):
@@ -71,6 +74,8 @@ ENGINE_COUNTERS = [
     "tcp_host_errors",  # ERROR events
     "tcp_listen_drops",  # segments to a listener without SYN, ACK or RST (s3.10.7.2)
     "tcp_ooo_dropped",  # out-of-order text not held: every reassembly interval in use
+    "tcp_paws_drops",  # RFC 7323 s5: an old timestamp (ACK sent), or none where agreed
+    "tcp_delayed_acks",  # ACKs sent when the delayed-ACK time ran out
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -108,10 +113,11 @@ class EventContext:
     transition table of :mod:`hdl.tcp.states`.
     """
 
-    def __init__(self, m, config, buffer_ptr_bits, now, strobes, lookup):
+    def __init__(self, m, config, buffer_ptr_bits, now, ts_now, strobes, lookup):
         self.m = m
         self.cfg = config
         self.now = now
+        self.ts_now = ts_now  # the timestamp clock (RFC 7323 s5.4), TS_TICK_US a tick
         self.strobes = strobes
         self.lookup = lookup
         self.transitions: list[tuple[tuple[TcpState, ...], TcpState, str]] = []
@@ -138,7 +144,17 @@ class EventContext:
 
         self.do_seg = Signal()
         self.seg = Signal(data.StructLayout({
-            "flags": 8, "seq": 32, "pos": 32, "len": 16, "mss": 1}))
+            "flags": 8, "seq": 32, "pos": 32, "len": 16, "syn_options": 1}))
+        # The window and SACK blocks of the segment, prepared by the emission steps.
+        ring_bits = (cfg.rx_ring_bytes).bit_length()
+        self.w_space = Signal(ring_bits + 1)
+        self.w_kept = Signal(32)
+        self.w_field = Signal(16)
+        self.sack_n = Signal(3)
+        self.sack = Signal(data.ArrayLayout(data.StructLayout({"left": 32, "right": 32}),
+                                            tcp.MAX_SACK_BLOCKS))
+        self.rtt_by_ts = Signal()  # the RTT sample comes from a timestamp echo
+        self.rtt_ticks = Signal(32)  # that sample, in timestamp ticks
         self.do_copy = Signal()
         self.cp = Signal(data.StructLayout({"offset": 16, "length": 16, "pos": 32}))
         self.do_dlv = Signal()
@@ -162,15 +178,17 @@ class EventContext:
         # register, set with ``s`` (:meth:`load_segment`), so that no step adds it.
         self.data_seq = Signal(32)
         self.payload_at = Signal(16)  # the frame offset of the first byte of text
-        self.rx_free = Signal(18)
-        self.rcv_wnd = Signal(16)
+        self.rx_free = Signal(ring_bits + 1)
+        # The largest window that could be advertised now (what the acceptability test
+        # uses): the ring's free space, at most 65,535 << our shift.
+        self.rcv_wnd = Signal(ring_bits + 1)
         self.synchronized = Signal()
         self.rcv_data_end = (t.rcv_nxt - t.fin_received)[:32]  # the FIN is no byte
         m.d.comb += [
             self.seg_len.eq(s.tcp_payload_len + self.f_syn + self.f_fin),
             self.payload_at.eq(ethernet.HEADER_BYTES + (s.ip_ihl << 2) + (s.tcp_doff << 2)),
             self.rx_free.eq(cfg.rx_ring_bytes - seq_diff(t.rcv_nxt, t.rcv_read)),
-            self.rcv_wnd.eq(seq_min(self.rx_free, 0xFFFF)),
+            self.rcv_wnd.eq(seq_min(self.rx_free, Const(0xFFFF, 16 + 15) << t.rcv_shift)),
             self.synchronized.eq(self.in_states(*SYNCHRONIZED)),
         ]
         self.closing_sends_fin = self.in_states(TcpState.FIN_WAIT_1, TcpState.CLOSING,
@@ -180,6 +198,8 @@ class EventContext:
         self.unread = self.rcv_data_end != t.rcv_dlv
         self.peer_mss = Mux(s.tcp_options.mss_valid, seq_min(s.tcp_options.mss, cfg.mss),
                             tcp.DEFAULT_MSS)
+        # SEG.WND of a segment without SYN, scaled (RFC 7323 s2.3).
+        self.seg_wnd = (s.tcp_window << t.snd_shift)[:32]
         self.fin_acked = t.fin_queued & (t.snd_una == (t.snd_end + 1)[:32])
 
     def load_segment(self, record):
@@ -213,11 +233,14 @@ class EventContext:
         """Strobe the engine counter ``name`` (:data:`ENGINE_COUNTERS`) this cycle."""
         self.m.d.comb += self.strobes[name].eq(1)
 
-    def send(self, flags, seq, pos=0, length=0, mss=0):
-        """Queue a segment; its ACK field is the event's final RCV.NXT (at emission)."""
+    def send(self, flags, seq, pos=0, length=0, syn_options=0):
+        """Queue a segment; its ACK field is the event's final RCV.NXT (at emission).
+        ``syn_options``: a SYN or SYN-ACK, with MSS and the options of the TCB's
+        ``ws_ok``, ``ts_ok``, ``sack_ok``."""
         seg = self.seg
         self.m.d.sync += [self.do_seg.eq(1), seg.flags.eq(flags), seg.seq.eq(seq),
-                          seg.pos.eq(pos), seg.len.eq(length), seg.mss.eq(mss)]
+                          seg.pos.eq(pos), seg.len.eq(length),
+                          seg.syn_options.eq(syn_options)]
 
     def send_ack(self):
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."""
@@ -262,6 +285,34 @@ class EventContext:
                 t.dlv_out.eq(t.dlv_out + 1),
             ]
 
+    def agree_options(self, passive=False):
+        """The options of the SYN ``s`` against those the TCB offers (``ws_ok``,
+        ``ts_ok``, ``sack_ok``), or for a ``passive`` open those the build supports:
+        what both sent is on (RFC 7323 s2.2 and s3.2, RFC 2018 s2).  SND.MSS leaves room
+        for the timestamps every segment then carries (RFC 6691)."""
+        t, cfg, o = self.t, self.cfg, self.s.tcp_options
+        ws_offer, ts_offer, sack_offer = ((cfg.window_scaling, cfg.timestamps, cfg.sack)
+                                          if passive else (t.ws_ok, t.ts_ok, t.sack_ok))
+        ws = ws_offer & o.wscale_valid
+        ts = ts_offer & o.ts_valid
+        self.m.d.sync += [
+            t.ws_ok.eq(ws),
+            t.snd_shift.eq(Mux(ws, o.wscale, 0)),
+            t.rcv_shift.eq(Mux(ws, cfg.rcv_wscale, 0)),
+            t.ts_ok.eq(ts),
+            t.ts_recent.eq(o.ts_val),
+            t.sack_ok.eq(sack_offer & o.sack_permitted),
+            t.snd_mss.eq(Mux(ts & (self.peer_mss > 2 * tcp.TS_OPTION_BYTES),
+                             self.peer_mss - tcp.TS_OPTION_BYTES, self.peer_mss)),
+        ]
+
+    def offer_options(self):
+        """A new connection offers every option the build supports."""
+        t, cfg = self.t, self.cfg
+        self.m.d.sync += [t.ws_ok.eq(cfg.window_scaling), t.ts_ok.eq(cfg.timestamps),
+                          t.sack_ok.eq(cfg.sack), t.snd_shift.eq(0), t.rcv_shift.eq(0),
+                          t.ts_recent.eq(0)]
+
     def request_lookup(self, op, remote_ip, remote_port, local_port):
         """Drive a request to the socket-pair lookup table this cycle."""
         req = self.lookup.request
@@ -283,6 +334,17 @@ class EventContext:
         grown = seq_diff(new_edge, self.t.rcv_adv)
         return (grown >= min(self.cfg.rx_ring_bytes // 2, self.cfg.mss)) & ~grown[31]
 
+    def window_update_due(self):
+        """A window update is worth a segment of its own: the right edge can move by
+        min(RCV.BUFF / 2, MSS) (s3.8.6.2.2) and the window the peer has now is at most
+        half the one it would get (as Linux's ``__tcp_cleanup_rbuf``), so that a host
+        that reads as fast as text arrives does not add an ACK per read to the ACKs
+        of the text (delayed ACKs, SHLD-18)."""
+        t = self.t
+        left = seq_diff(t.rcv_adv, t.rcv_nxt)
+        small = left[31] | ((left << 1) <= self.rcv_wnd)
+        return self.window_grew((t.rcv_nxt + self.rcv_wnd)[:32]) & small
+
     def reset_tcb(self, initial_rto):
         """The fields a new connection starts from (the id's generation bits stay).  A
         free id's TCB is CLOSED already: no state change."""
@@ -293,8 +355,9 @@ class EventContext:
             t.fin_queued.eq(0), t.fin_received.eq(0), t.rcv_credit.eq(0),
             t.rtt_valid.eq(0), t.backoff.eq(0), t.snd_wnd.eq(0),
             t.srtt.eq(0), t.rttvar.eq(0), t.dlv_out.eq(0), t.timer_on.eq(0),
-            t.ooo.eq(0), t.fin_held.eq(0),
+            t.ooo.eq(0), t.fin_held.eq(0), t.ack_pending.eq(0), t.quickack.eq(0),
         ]
+        self.offer_options()
 
     def ack_in_window(self, ack):
         """SND.UNA < SEG.ACK =< SND.MAX."""

@@ -4,7 +4,9 @@ open of a SYN to a listening port), as steps of the TCP engine.
 Both take a fresh connection id (:class:`hdl.tcp.conn_ids.ConnIdAllocator`) and start
 its TCB afresh, then share the same three steps: the socket pair into the lookup table
 (``open_insert``), the ISN of RFC 6528 (``open_isn``), and the SYN or SYN-ACK with the
-MSS option (MUST-14, SHLD-5).  An active open first resolves the next hop with ARP.
+MSS option (MUST-14, SHLD-5) and the options of RFC 7323 and RFC 2018: a SYN offers
+every option the build supports, a SYN-ACK those the SYN offered too.  An active open
+first resolves the next hop with ARP.
 """
 
 from ..host_if import ErrorCode, EventKind
@@ -68,9 +70,9 @@ def add_opening_steps(e, lookup, isn, listeners, initial_rto, arp_lookup, arp_re
             t.irs.eq(s.tcp_seq), t.rcv_nxt.eq(s.tcp_seq + 1),
             t.rcv_read.eq(s.tcp_seq + 1), t.rcv_dlv.eq(s.tcp_seq + 1),
             t.rcv_adv.eq(s.tcp_seq + 1),
-            t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),
-            t.snd_mss.eq(e.peer_mss),
+            t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),  # never scaled in a SYN
         ]
+        e.agree_options(passive=True)  # the SYN-ACK answers what the SYN offered
         m.next = "open_insert"
 
     # -- both: the socket pair into the lookup table, the ISN, the SYN or SYN-ACK -----
@@ -124,12 +126,12 @@ def add_opening_steps(e, lookup, isn, listeners, initial_rto, arp_lookup, arp_re
                 # The trace shows the passive open as LISTEN -> SYN-RECEIVED.
                 e.set_state(S.SYN_RECEIVED, S.LISTEN, "s3.10.7.2 third: SYN")
                 listeners.take_place(t.listener)
-                e.send(tcp.SYN | tcp.ACK_FLAG, iss, mss=1)
+                e.send(tcp.SYN | tcp.ACK_FLAG, iss, syn_options=1)
                 e.count("tcp_passive_opens")
             with m.Else():
                 e.set_state(S.SYN_SENT, S.CLOSED, "s3.10.1 OPEN, active")
                 m.d.sync += [t.owned.eq(1), t.rcv_nxt.eq(0)]
-                e.send(tcp.SYN, iss, mss=1)
+                e.send(tcp.SYN, iss, syn_options=1)
                 e.event(EventSlot.OPEN, EventKind.CONNECTING)
                 e.count("tcp_active_opens")
             m.next = "finish"

@@ -47,7 +47,7 @@ def add_output_steps(e, o, backoff):
             o.avail.eq(Mux(~avail[31], avail, 0)),
             o.fin_left.eq(~avail[31]),
             o.room.eq(Mux(~room[31], room, 0)),
-            o.update.eq(e.window_grew((t.rcv_nxt + e.rcv_wnd)[:32])),
+            o.update.eq(e.window_update_due()),
         ]
         m.next = "output_length"
 

@@ -88,7 +88,17 @@ def add_text_steps(e, fin_acked_steps):
             trim = seq_diff(t.rcv_nxt, e.data_seq)
             fresh = Mux(trim < s.tcp_payload_len, s.tcp_payload_len - trim, 0)
             take = seq_min(fresh, e.rx_free)[:17]
-            e.send_ack()
+            # Delayed ACK (RFC 9293 SHLD-18/19, RFC 5681 s4.2): new text in order waits
+            # while at most one MSS is unacknowledged; a duplicate is ACKed at once.
+            owed = seq_diff(t.rcv_nxt, t.ack_sent)
+            delay = ((take != 0) & ~t.quickack & ~owed[16:].any()
+                     & (owed[:16] + s.tcp_payload_len <= cfg.mss))
+            with m.If(delay if cfg.ack_delay_us else 0):
+                m.d.sync += t.ack_pending.eq(1)
+                with m.If(~t.ack_pending):
+                    m.d.sync += t.ack_due.eq((e.now + cfg.ack_delay_us)[:32])
+            with m.Else():
+                e.send_ack()
             with m.If(take != 0):
                 _advance(e, (t.rcv_nxt + take)[:32], t.rcv_nxt, take)
         with m.Elif(text):
@@ -105,7 +115,7 @@ def add_text_steps(e, fin_acked_steps):
 
     with m.State("seg_text_run"):
         # The run ends at b or at the nearest held interval that starts after a.  All
-        # of them lie inside the window, less than 2**17 apart: short differences
+        # of them lie inside the window, less than 2**21 apart: short differences
         # (near_diff) and a balanced minimum keep the carry chains short.
         far = (1 << (NEAR_BITS - 1)) - 1  # beyond any distance inside a window
         span = near_diff(r.b, r.a)
@@ -148,7 +158,11 @@ def add_text_steps(e, fin_acked_steps):
         with m.If(r.text):
             e.send_ack()  # at once (RFC 5681 s4.2), also for a duplicate or no room
             with m.If(r.run == 0):
-                pass  # nothing new: a duplicate, or no room in the window
+                # Nothing new: a duplicate, or no room in the window.  A duplicate of
+                # held text still names its interval first (RFC 2018 s4).
+                for i in range(k):
+                    with m.If(left[i]):
+                        m.d.sync += t.sack_first.eq(i)
             with m.Elif(in_order):
                 # Fills the hole at RCV.NXT, and reaches the interval it touches.
                 _advance(e, Mux(r.right.any(), right_end, run_end), r.a, r.run)
@@ -160,23 +174,26 @@ def add_text_steps(e, fin_acked_steps):
             with m.Elif(r.left.any() | r.right.any() | free.any()):
                 e.count("tcp_out_of_order")
                 _copy(e, r.a, r.run)
+                # The interval that now holds the segment comes first in the SACK
+                # option (RFC 2018 s4: the block of the most recent segment first).
                 with m.If(r.left.any()):
                     # Grows the interval that ends at its start (and swallows the one
                     # that starts at its end).
                     for i in range(k):
                         with m.If(left[i]):
-                            m.d.sync += ooo[i].end.eq(Mux(r.right.any(), right_end, run_end))
+                            m.d.sync += [ooo[i].end.eq(Mux(r.right.any(), right_end, run_end)),
+                                         t.sack_first.eq(i)]
                         with m.If(right[i]):
                             m.d.sync += ooo[i].valid.eq(0)
                 with m.Elif(r.right.any()):
                     for i in range(k):
                         with m.If(right[i]):
-                            m.d.sync += ooo[i].start.eq(r.a)
+                            m.d.sync += [ooo[i].start.eq(r.a), t.sack_first.eq(i)]
                 with m.Else():
                     for i in range(k):
                         with m.If(free[i]):
                             m.d.sync += [ooo[i].valid.eq(1), ooo[i].start.eq(r.a),
-                                         ooo[i].end.eq(run_end)]
+                                         ooo[i].end.eq(run_end), t.sack_first.eq(i)]
             with m.Else():
                 e.count("tcp_ooo_dropped")  # every interval in use: nothing stored
                 m.d.sync += r.whole.eq(0)

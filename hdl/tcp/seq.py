@@ -8,9 +8,9 @@ from amaranth.hdl import Mux
 
 __all__ = ["seq_diff", "seq_lt", "seq_le", "seq_min", "NEAR_BITS", "near_diff", "near_le"]
 
-#: Sequence numbers inside one window (RX rings are at most 64 KiB) are less than 2**17
+#: Sequence numbers inside one window (RX rings are at most 1 MiB) are less than 2**21
 #: apart: their difference fits NEAR_BITS bits with its sign, a short carry chain.
-NEAR_BITS = 18
+NEAR_BITS = 22
 
 
 def seq_diff(a, b):
@@ -29,13 +29,13 @@ def seq_le(a, b):
 
 
 def near_diff(a, b):
-    """``a - b`` for two sequence numbers less than 2**17 apart: NEAR_BITS bits, the top
+    """``a - b`` for two sequence numbers less than 2**21 apart: NEAR_BITS bits, the top
     bit set when ``a`` is before ``b``."""
     return (a[:NEAR_BITS] - b[:NEAR_BITS])[:NEAR_BITS]
 
 
 def near_le(a, b):
-    """``a =< b`` for two sequence numbers less than 2**17 apart."""
+    """``a =< b`` for two sequence numbers less than 2**21 apart."""
     return ~near_diff(b, a)[NEAR_BITS - 1]
 
 

@@ -33,11 +33,19 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "snd_nxt": 32,
         "snd_max": 32,  # highest sequence number sent + 1 (snd_nxt goes back on RTO)
         "snd_end": 32,  # sequence number after the last byte the host wrote
-        "snd_wnd": 16,
+        "snd_wnd": 32,  # scaled: SEG.WND << snd_shift (RFC 7323 s2.3)
         "snd_wl1": 32,
         "snd_wl2": 32,
         "snd_mss": 16,
         "fin_queued": 1,  # SHUTDOWN or CLOSE: FIN follows snd_end
+        # Options (RFC 7323, RFC 2018): offered in our SYN, then what both ends agreed.
+        "ws_ok": 1,  # window scaling
+        "snd_shift": 4,  # the peer's shift: its window fields are scaled by it
+        "rcv_shift": 4,  # ours: the window we advertise is scaled down by it
+        "ts_ok": 1,  # timestamps
+        "ts_recent": 32,  # TS.Recent (RFC 7323 s4.3)
+        "ack_sent": 32,  # Last.ACK.sent: the ACK field of the last segment sent
+        "sack_ok": 1,  # SACK blocks may be sent
         # Receive sequence space.
         "irs": 32,
         "rcv_nxt": 32,
@@ -46,11 +54,16 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "rcv_adv": 32,  # right edge of the window last advertised (never moves left)
         "rcv_credit": 32,  # bytes the host can still take
         "fin_received": 1,
+        # Delayed ACKs (hdl/config.py ack_delay_us): an ACK is owed by ``ack_due``.
+        "ack_pending": 1,
+        "ack_due": 32,
+        "quickack": 1,  # SocketOption.QUICKACK: no delayed ACKs
         # Reassembly (hdl/tcp/reassembly.py): held ranges beyond RCV.NXT, and a FIN
         # beyond a hole.
         "ooo": data.ArrayLayout(
             data.StructLayout({"valid": 1, "start": 32, "end": 32}),
             config.reassembly_intervals),
+        "sack_first": range(config.reassembly_intervals),  # holds the latest segment
         "fin_held": 1,
         "fin_at": 32,
         # Retransmission (RFC 6298) and the connection timer.
@@ -75,8 +88,17 @@ def segment_layout(config: ToeConfig) -> data.StructLayout:
 
     The payload is ``payload_len`` bytes of the connection's TX ring starting at ring
     offset ``payload_pos`` (a sequence number; the ring offset is its low bits).
-    ``mss_option`` adds the 4-byte MSS option (SYN and SYN-ACK: MUST-14, SHLD-5).
+
+    Options, in 4-byte words in this order, each present or left out (RFC 9293 s3.2,
+    RFC 7323, RFC 2018; :func:`hdl.proto.tcp.option_bytes` is the reference):
+
+    - ``syn_options`` (SYN and SYN-ACK): MSS ``mss`` (MUST-14, SHLD-5); then, if on,
+      timestamps, window scale ``wscale`` (``wscale_on``), SACK-permitted
+      (``sack_permitted``);
+    - otherwise: timestamps if ``ts_on``, then ``sack_count`` SACK blocks (at most 3
+      with timestamps, 4 without: what fits in 40 bytes).
     """
+    block = data.StructLayout({"left": 32, "right": 32})
     return data.StructLayout({
         "conn": config.conn_bits,
         "eth_dst": 48,
@@ -87,8 +109,16 @@ def segment_layout(config: ToeConfig) -> data.StructLayout:
         "ack": 32,
         "flags": 8,
         "window": 16,
-        "mss_option": 1,
+        "syn_options": 1,
         "mss": 16,
+        "wscale_on": 1,
+        "wscale": 4,
+        "sack_permitted": 1,
+        "ts_on": 1,
+        "ts_val": 32,
+        "ts_ecr": 32,
+        "sack_count": 3,
+        "sack": data.ArrayLayout(block, 4),
         "payload_pos": 32,
         "payload_len": 16,
     })

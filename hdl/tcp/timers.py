@@ -5,6 +5,8 @@ timer (``timer_on``, ``deadline`` against the microsecond time base), which is
 the retransmission timer of RFC 6298 in the states that send, and the 2 MSL timer in
 TIME-WAIT (MUST-13).
 
+- The delayed ACK (``ack_pending``, ``ack_due``; RFC 9293 MUST-40): sent when due, on
+  its own deadline beside the connection timer.
 - TIME-WAIT expiry: delete the TCB (CLOSED), tell the host.
 - FIN-WAIT-2 expiry of a connection the host has closed (``fin_wait_2_us``): delete the
   TCB, TIMEOUT to the host.
@@ -32,6 +34,32 @@ def add_timer_steps(e, o, backoff, listeners):
     m, cfg, t = e.m, e.cfg, e.t
     expired = ~seq_lt(e.now, t.deadline)
 
+    def retransmit():
+        """The retransmission timer expired: R2, or back off and send again."""
+        syn_phase = e.in_states(S.SYN_SENT, S.SYN_RECEIVED)
+        limit_r2 = Mux(syn_phase, cfg.r2_syn_retries, cfg.r2_retries)
+        with m.If(t.backoff >= limit_r2):
+            # R2: give up (MUST-20..23).
+            # (Nothing is outstanding in FIN-WAIT-2: no timer runs there.)
+            e.to_closed((S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1,
+                         S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK),
+                        "s3.8.3 R2, s3.10.8 user timeout")
+            e.count("tcp_timeouts")
+            with m.If(t.owned):
+                e.event(EventSlot.ENDING, EventKind.TIMEOUT)
+            with m.If(t.passive & ~t.accepted):
+                listeners.free_place(t.listener)
+        with m.Else():
+            m.d.sync += [t.backoff.eq(t.backoff + 1), t.rtt_active.eq(0)]
+            e.count("tcp_retransmits")
+            with m.If(t.backoff + 1 == cfg.r1_retries):
+                e.count("tcp_r1")
+            m.d.sync += [
+                o.avail.eq(seq_diff(t.snd_end, t.snd_una)),  # outstanding
+                o.room.eq(Mux(t.snd_wnd == 0, 1, t.snd_wnd)),  # or a probe
+            ]
+            m.next = "retransmit_length"
+
     with m.State("timer_check"):
         m.next = "finish"
         with m.If(t.timer_on & expired):
@@ -46,29 +74,11 @@ def add_timer_steps(e, o, backoff, listeners):
                 e.to_closed(S.FIN_WAIT_2, "FIN-WAIT-2 timeout of a closed connection")
                 e.event(EventSlot.ENDING, EventKind.TIMEOUT)
             with m.Else():
-                syn_phase = e.in_states(S.SYN_SENT, S.SYN_RECEIVED)
-                limit_r2 = Mux(syn_phase, cfg.r2_syn_retries, cfg.r2_retries)
-                with m.If(t.backoff >= limit_r2):
-                    # R2: give up (MUST-20..23).
-                    # (Nothing is outstanding in FIN-WAIT-2: no timer runs there.)
-                    e.to_closed((S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1,
-                                 S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK),
-                                "s3.8.3 R2, s3.10.8 user timeout")
-                    e.count("tcp_timeouts")
-                    with m.If(t.owned):
-                        e.event(EventSlot.ENDING, EventKind.TIMEOUT)
-                    with m.If(t.passive & ~t.accepted):
-                        listeners.free_place(t.listener)
-                with m.Else():
-                    m.d.sync += [t.backoff.eq(t.backoff + 1), t.rtt_active.eq(0)]
-                    e.count("tcp_retransmits")
-                    with m.If(t.backoff + 1 == cfg.r1_retries):
-                        e.count("tcp_r1")
-                    m.d.sync += [
-                        o.avail.eq(seq_diff(t.snd_end, t.snd_una)),  # outstanding
-                        o.room.eq(Mux(t.snd_wnd == 0, 1, t.snd_wnd)),  # or a probe
-                    ]
-                    m.next = "retransmit_length"
+                retransmit()
+        with m.Elif(t.ack_pending & ~seq_lt(e.now, t.ack_due) & e.synchronized):
+            # The delayed ACK is due (MUST-40).
+            e.send_ack()
+            e.count("tcp_delayed_acks")
 
     o.add_length_step(e, "retransmit_length", "retransmit_send")
 
@@ -77,13 +87,13 @@ def add_timer_steps(e, o, backoff, listeners):
         e.start_timer(backoff.backed_off)
         with m.Switch(t.state):
             with m.Case(S.SYN_SENT):
-                e.send(tcp.SYN, t.iss, mss=1)
+                e.send(tcp.SYN, t.iss, syn_options=1)
             with m.Case(S.SYN_RECEIVED):
-                e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+                e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, syn_options=1)
             with m.Default():
                 with m.If(t.snd_una == t.iss):
                     # Our SYN is still unacknowledged (CLOSE in SYN-RECEIVED).
-                    e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, mss=1)
+                    e.send(tcp.SYN | tcp.ACK_FLAG, t.iss, syn_options=1)
                 with m.Else():
                     length = o.length
                     fin_only = t.fin_queued & (o.avail == 0)

@@ -17,7 +17,7 @@ s3.10.6 STATUS                    (the host reads counters and events instead)
 ================================  ===================================================
 """
 
-from ..host_if import CommandOp, ErrorCode, EventKind
+from ..host_if import CommandOp, ErrorCode, EventKind, SocketOption
 from .event_context import EventSlot
 from .seq import seq_lt
 from .states import SYNCHRONIZED, TcpState
@@ -110,7 +110,7 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                 with m.Else():
                     e.error(ErrorCode.NO_FREE_CONN)
             with m.Case(CommandOp.ACCEPT, CommandOp.SHUTDOWN, CommandOp.CLOSE,
-                        CommandOp.ABORT, CommandOp.CREDIT):
+                        CommandOp.ABORT, CommandOp.CREDIT, CommandOp.SET_OPTION):
                 m.d.sync += e.ev_listen.eq(0)
                 m.next = "tcb_read"
             with m.Default():
@@ -135,6 +135,14 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                         # length off (the later assignment wins).
                         m.d.sync += t.rcv_credit.eq(t.rcv_credit + c.value)
                         e.deliver_more(t.rcv_credit + c.value)
+                with m.Case(CommandOp.SET_OPTION):
+                    with m.Switch(c.port):
+                        with m.Case(SocketOption.QUICKACK):
+                            m.d.sync += t.quickack.eq(c.value[0])
+                            with m.If(c.value[0] & t.ack_pending & e.synchronized):
+                                e.send_ack()  # what is owed goes now
+                        with m.Default():
+                            e.error(ErrorCode.BAD_OPTION)
                 with m.Case(CommandOp.SHUTDOWN):
                     with m.If(t.fin_queued):
                         e.error(ErrorCode.BAD_STATE)

@@ -3,7 +3,8 @@
 Bulk goodput of connections in both directions at MSS 1460, for one connection and for
 16 interleaved ones, as bytes of payload per cycle and as a fraction of the ceiling that
 framing sets (1460 payload bytes per ``ceil(1514 / W)`` beats); and latencies through the
-engine.  Every figure is a count of simulated cycles.  Results go to ``bench_tcp.json``.
+engine, among them the ACK of a segment in order, out of order and filling a hole.
+Every figure is a count of simulated cycles.  Results go to ``bench_tcp.json``.
 """
 
 import json
@@ -13,7 +14,7 @@ from cocotb.triggers import Timer
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import ARP
 
-from toe.hdl.host_if import CommandOp, EventKind
+from toe.hdl.host_if import CommandOp, EventKind, SocketOption
 from toe.sim.host_port import HostPort
 from toe.sim.tcp_peer import ScriptedPeer
 from toe.sim.testbench import MacTestbench, artifacts_path
@@ -162,5 +163,27 @@ async def bench_tcp(dut):
             synack = frame
     latency["syn_in_to_synack_out"] = cycles(synack.time_ns - tb.injected[-1].end_ns)
     results["latency_cycles"] = latency
+
+    # ACKs: the last byte of a 100-byte segment in to the first byte of its ACK out, in
+    # order (with QUICKACK: no delayed ACK), out of order (the duplicate ACK, the text
+    # held) and filling the hole (RCV.NXT moves over the held text).
+    peer, conn = peers[2], conns[2]
+    host.command(CommandOp.SET_OPTION, conn=conn, port=SocketOption.QUICKACK.value, value=1)
+    await Timer(20_000, "ns")
+
+    async def ack_latency(frame) -> int:
+        tb.send(frame)
+        while True:
+            out = await tb.recv(timeout_ns=1_000_000)
+            if TCP in out.ether and not bytes(out.ether[TCP].payload):
+                await Timer(20_000, "ns")
+                return cycles(out.time_ns - tb.injected[-1].end_ns)
+
+    acks = {"in_order": await ack_latency(peer.segment("PA", b"i" * 100))}
+    hole = peer.snd_nxt
+    acks["out_of_order"] = await ack_latency(peer.segment("PA", b"o" * 100, seq=hole + 100))
+    acks["hole_fill"] = await ack_latency(peer.segment("PA", b"f" * 100, seq=hole))
+    peer.snd_nxt = (hole + 200) % 2**32
+    results["ack_latency_cycles"] = acks
     (artifacts_path() / "bench_tcp.json").write_text(json.dumps(results, indent=2) + "\n")
     await tb.finish("bench_tcp")

@@ -261,6 +261,7 @@ def test_sack_blocks_after_each_arrival(ts):
         assert await text(0, 20) == [(60, 70), (80, 90)]  # RCV.NXT moves to 50
         assert await text(50, 10) == [(80, 90)]
         assert await text(70, 10) == []
+        assert b.counters["tcp_sack_acks"] == 8
     run(body)
 
 

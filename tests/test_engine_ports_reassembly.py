@@ -84,22 +84,53 @@ def test_adjacent_ranges_merge():
 
 
 def test_overlap_keeps_the_bytes_received_first():
-    """RFC 9293 s3.10.7.4: of a segment that overlaps held text only the new part before
-    the held range is stored; no byte is written twice, and a duplicate of held text
-    stores nothing."""
+    """RFC 9293 s3.10.7.4: of a segment that overlaps held text only the new parts,
+    before and after the held range, are stored (two runs); no byte is written twice,
+    and a duplicate of held text stores nothing."""
     async def body(b):
         c = await _open(b)
         h = c.hole
         await _send(b, c, 20, 20)  # [20, 40) held
-        await _send(b, c, 10, 40)  # [10, 50): only [10, 20) is new before the held range
+        await _send(b, c, 10, 40)  # [10, 50): [10, 20) and [40, 50) are new
         await _send(b, c, 20, 20)  # a duplicate of held text
         copies_before = len(b.copies)
         await _send(b, c, 25, 5)  # inside held text: nothing new
         assert len(b.copies) == copies_before
-        assert await _send(b, c, 0, 10) == (h + 40) % MOD  # [40, 50) was not kept
-        assert await _send(b, c, 40, 10) == (h + 50) % MOD
+        assert await _send(b, c, 0, 10) == (h + 50) % MOD  # [10, 50) was held
+        assert await _send(b, c, 40, 10) == (h + 50) % MOD  # an old duplicate
         await b.settle()
         assert _copied(b, h) == set(range(50))
+    run(body)
+
+
+def test_one_retransmission_fills_several_holes():
+    """RFC 9293 s3.10.7.4 with SHLD-31: a retransmission that covers two holes and the
+    held ranges between them fills both; RCV.NXT moves to its end at once and every
+    byte is written once."""
+    async def body(b):
+        c = await _open(b)
+        h = c.hole
+        await _send(b, c, 10, 10)  # [10, 20) held
+        await _send(b, c, 30, 10)  # [30, 40) held
+        assert await _send(b, c, 0, 50) == (h + 50) % MOD
+        await b.settle()
+        assert _copied(b, h) == set(range(50))
+        assert b.counters["tcp_ooo_dropped"] == 0
+    run(body)
+
+
+def test_out_of_order_segment_across_held_ranges():
+    """A segment beyond RCV.NXT that spans held ranges stores each new part and merges
+    everything into one held range: the hole before it is all that is missing."""
+    async def body(b):
+        c = await _open(b)
+        h = c.hole
+        await _send(b, c, 20, 5)  # [20, 25)
+        await _send(b, c, 30, 5)  # [30, 35)
+        assert await _send(b, c, 15, 30) == h  # [15, 45): three new parts
+        assert await _send(b, c, 0, 15) == (h + 45) % MOD
+        await b.settle()
+        assert _copied(b, h) == set(range(45))
     run(body)
 
 

@@ -50,6 +50,12 @@ def test_tcp_edge_cases():
     run_cocotb(ToeTop, tcp_config(8), "toe_core", "cocotb_tcp_edges")
 
 
+def test_tcp_options():
+    """Window scale, timestamps with PAWS, SACK blocks and reassembly orders on the wire
+    (tests/cocotb_tcp_options.py)."""
+    run_cocotb(ToeTop, tcp_config(8), "toe_core", "cocotb_tcp_options")
+
+
 def test_tcp_state_matrix():
     """Every synchronized state against RST, SYN, ACK and data events
     (tests/cocotb_tcp_matrix.py)."""

@@ -123,20 +123,14 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
             ]
             with m.If(out.ready):
                 m.d.sync += [e.do_seg.eq(0), e.emitted.eq(1)]
+                with m.If(e.sack_n != 0):
+                    e.count("tcp_sack_acks")
                 with m.If(seg.flags & tcp.ACK_FLAG):
                     shift = Mux(seg.flags & tcp.SYN, 0, t.rcv_shift)
                     m.d.sync += [t.rcv_adv.eq(t.rcv_nxt + (e.w_field << shift)),
                                  t.ack_sent.eq(t.rcv_nxt), t.ack_pending.eq(0)]
         with m.Elif(e.do_copy):
-            m.d.comb += [
-                engine.copy.valid.eq(1),
-                engine.copy.p.conn.eq(e.cid),
-                engine.copy.p.buf_start.eq(s.buf_start),
-                engine.copy.p.offset.eq(e.cp.offset),
-                engine.copy.p.length.eq(e.cp.length),
-                engine.copy.p.ring_pos.eq(e.cp.pos),
-            ]
-            with m.If(engine.copy.ready):
+            with m.If(e.issue_copy()):
                 m.d.sync += e.do_copy.eq(0)
         with m.Elif(e.do_dlv):
             m.d.comb += [engine.delivery.valid.eq(1), engine.delivery.p.eq(e.dlv),

@@ -186,6 +186,7 @@ class TcpEngine(wiring.Component):
 
         e = EventContext(m, cfg, self._ptr_bits, self.now, ts_now, strobes, lookup)
         e.tcb_rd_data, e.tcb_wr_en, e.reset_meta = tcb_rd.data, tcb_wr.en, self.reset_meta
+        e.copy_port = self.copy
         t = e.t
         scan = Signal(cfg.conn_bits)  # the timer scan's next connection (and CLEAR's)
         last_src = Signal(EventSource)

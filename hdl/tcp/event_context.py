@@ -76,6 +76,7 @@ ENGINE_COUNTERS = [
     "tcp_ooo_dropped",  # out-of-order text not held: every reassembly interval in use
     "tcp_paws_drops",  # RFC 7323 s5: an old timestamp (ACK sent), or none where agreed
     "tcp_delayed_acks",  # ACKs sent when the delayed-ACK time ran out
+    "tcp_sack_acks",  # ACKs that carried SACK blocks (RFC 2018)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -141,6 +142,7 @@ class EventContext:
         self.tcb_rd_data = None
         self.tcb_wr_en = None
         self.reset_meta = None
+        self.copy_port = None
 
         self.do_seg = Signal()
         self.seg = Signal(data.StructLayout({
@@ -312,6 +314,16 @@ class EventContext:
         self.m.d.sync += [t.ws_ok.eq(cfg.window_scaling), t.ts_ok.eq(cfg.timestamps),
                           t.sack_ok.eq(cfg.sack), t.snd_shift.eq(0), t.rcv_shift.eq(0),
                           t.ts_recent.eq(0)]
+
+    def issue_copy(self):
+        """Offer the copy request ``cp`` to the RX copier this cycle; true when taken."""
+        port, s = self.copy_port, self.s
+        self.m.d.comb += [
+            port.valid.eq(1), port.p.conn.eq(self.cid), port.p.buf_start.eq(s.buf_start),
+            port.p.offset.eq(self.cp.offset), port.p.length.eq(self.cp.length),
+            port.p.ring_pos.eq(self.cp.pos),
+        ]
+        return port.ready
 
     def request_lookup(self, op, remote_ip, remote_port, local_port):
         """Drive a request to the socket-pair lookup table this cycle."""

@@ -8,11 +8,10 @@ are held, in ``reassembly_intervals`` disjoint, non-touching intervals ``[start,
 RCV.NXT to the ring's read position + ring size), so the window never shrinks
 (SHLD-14) and no byte outside it is stored.
 
-Each segment contributes at most one run of new bytes: from its first byte not yet
-received or held to the next byte already held (or its end, or the window's end).  So
-no byte is ever written twice: a later copy never changes a byte received before
-(s3.10.7.4: "only the new parts are processed"), and a segment that straddles a held
-range gives up the part after it, which the sender sends again.
+A segment's new bytes are taken in runs: from its first byte not yet received or held
+to the next byte already held (or its end, or the window's end), then again after that
+held range.  So no byte is ever written twice: a later copy never changes a byte
+received before (s3.10.7.4: "only the new parts are processed").
 
 Steps (each ends in registers): ``seg_text`` -- in order with nothing held (the common
 case), the new bytes are stored at once as without reassembly; otherwise the run's
@@ -20,7 +19,10 @@ first byte ``a`` (past a held interval that contains it) and last bound ``b``;
 ``seg_text_run`` -- the run ends at the next held interval's start (or ``b``);
 ``seg_text_store`` -- copy the run, then either advance RCV.NXT (and over a held
 interval it now touches) or record the run as held, merged with the intervals it
-touches.  A run that needs an interval when all are in use is dropped and counted
+touches; when the run ended at a held interval and the segment goes on past it,
+``seg_text_copy`` sends the run's copy and the steps repeat from ``seg_text_start``
+for the text after that interval, so a retransmission that covers several holes fills
+them all.  A run that needs an interval when all are in use is dropped and counted
 (``tcp_ooo_dropped``); nothing held is ever lost.  Every segment with text is ACKed at
 once: a duplicate ACK for an out-of-order one, the new RCV.NXT when a hole fills
 (RFC 5681 s4.2).  A FIN beyond a hole is remembered (``fin_held``, ``fin_at``) and takes
@@ -48,6 +50,7 @@ class TextRegisters:
         self.left = Signal(k)  # the interval that contains (then ends at) the run's start
         self.run = Signal(17)  # bytes in the run
         self.right = Signal(k)  # the interval that starts where the run ends
+        self.fits = Signal()  # the segment's text ends inside the window
         self.whole = Signal()  # the run reaches the end of the segment's text
 
 
@@ -81,7 +84,8 @@ def add_text_steps(e, fin_acked_steps):
         a = Mux(ahead, e.data_seq, t.rcv_nxt)
         b = Mux(seq_lt(wnd_end, data_end), wnd_end, data_end)
         held = Cat(ooo[i].valid for i in range(k)).any()
-        m.d.sync += [r.text.eq(text), r.b.eq(b), r.whole.eq(~seq_lt(wnd_end, data_end))]
+        fits = ~seq_lt(wnd_end, data_end)
+        m.d.sync += [r.text.eq(text), r.b.eq(b), r.fits.eq(fits), r.whole.eq(fits)]
         m.next = "seg_fin"
         with m.If(text & ~held & ~ahead):
             # Nothing held, in order: the run is the new bytes, at once.
@@ -102,16 +106,20 @@ def add_text_steps(e, fin_acked_steps):
             with m.If(take != 0):
                 _advance(e, (t.rcv_nxt + take)[:32], t.rcv_nxt, take)
         with m.Elif(text):
-            # A held interval containing the run's start, or ending right there: the
-            # run starts at its end and grows it (so held intervals never touch).
-            contains = Signal(k)
-            m.d.comb += contains.eq(Cat(ooo[i].valid & near_le(ooo[i].start, a)
-                                        & near_le(a, ooo[i].end) for i in range(k)))
-            m.d.sync += [r.a.eq(a), r.left.eq(contains)]
-            for i in range(k):
-                with m.If(contains[i]):
-                    m.d.sync += r.a.eq(ooo[i].end)
-            m.next = "seg_text_run"
+            m.d.sync += r.a.eq(a)
+            m.next = "seg_text_start"
+
+    with m.State("seg_text_start"):
+        # A held interval containing the run's start, or ending right there: the run
+        # starts at its end and grows it (so held intervals never touch).
+        contains = Signal(k)
+        m.d.comb += contains.eq(Cat(ooo[i].valid & near_le(ooo[i].start, r.a)
+                                    & near_le(r.a, ooo[i].end) for i in range(k)))
+        m.d.sync += r.left.eq(contains)
+        for i in range(k):
+            with m.If(contains[i]):
+                m.d.sync += r.a.eq(ooo[i].end)
+        m.next = "seg_text_run"
 
     with m.State("seg_text_run"):
         # The run ends at b or at the nearest held interval that starts after a.  All
@@ -140,13 +148,16 @@ def add_text_steps(e, fin_acked_steps):
             r.run.eq(Mux(ends_at_held, nearest, room)),
             r.right.eq(Mux(ends_at_held,
                            Cat((dist[i] == nearest) & (nearest != far) for i in range(k)), 0)),
-            r.whole.eq(r.whole & ~(ends_at_held & (nearest < room))),
+            r.whole.eq(r.fits & ~(ends_at_held & (nearest < room))),
         ]
         m.next = "seg_text_store"
 
     with m.State("seg_text_store"):
         m.next = "seg_fin"
         run_end = (r.a + r.run)[:32]
+        # The run ended at a held interval and the segment goes on past it: the next
+        # run starts after that interval, once this run's copy has left.
+        more = (r.run != 0) & r.right.any() & ~r.whole
         right = _first(m, r.right, "text_right")
         left = _first(m, r.left, "text_left")
         right_end = Signal(32)
@@ -169,6 +180,9 @@ def add_text_steps(e, fin_acked_steps):
                 for i in range(k):
                     with m.If(right[i]):
                         m.d.sync += ooo[i].valid.eq(0)
+                with m.If(more):
+                    m.d.sync += r.a.eq(right_end)
+                    m.next = "seg_text_copy"
             with m.Elif(t.host_closed):
                 e.count("tcp_out_of_order")  # nobody reads: not kept
             with m.Elif(r.left.any() | r.right.any() | free.any()):
@@ -176,6 +190,9 @@ def add_text_steps(e, fin_acked_steps):
                 _copy(e, r.a, r.run)
                 # The interval that now holds the segment comes first in the SACK
                 # option (RFC 2018 s4: the block of the most recent segment first).
+                with m.If(more):
+                    m.d.sync += r.a.eq(right_end)
+                    m.next = "seg_text_copy"
                 with m.If(r.left.any()):
                     # Grows the interval that ends at its start (and swallows the one
                     # that starts at its end).
@@ -197,6 +214,16 @@ def add_text_steps(e, fin_acked_steps):
             with m.Else():
                 e.count("tcp_ooo_dropped")  # every interval in use: nothing stored
                 m.d.sync += r.whole.eq(0)
+
+    with m.State("seg_text_copy"):
+        # The run's copy goes now (the next run needs the product register); then the
+        # next run from the end of the held interval.
+        with m.If(e.do_copy):
+            with m.If(e.issue_copy()):
+                m.d.sync += e.do_copy.eq(0)
+                m.next = "seg_text_start"
+        with m.Else():
+            m.next = "seg_text_start"
 
 
 def _advance(e, new_nxt, first, length):

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-vnic sim synth soak state-diagram clean
+.PHONY: setup demo test test-fast lint bench bench-vnic bench-impaired sim synth soak state-diagram clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ bench: $(STAMP)
 bench-vnic: $(STAMP)
 	$(VENV)/bin/toe bench-vnic --out build/bench-vnic.json
 
+bench-impaired: $(STAMP)
+	$(VENV)/bin/toe bench-impaired --out build/bench-impaired.json
+
 sim: $(STAMP)
 	$(VENV)/bin/toe sim
 
@@ -43,14 +46,17 @@ state-diagram: $(STAMP)
 	$(PY) -m toe.sim.state_diagram $(addprefix --coverage ,$(wildcard build/artifacts/*/state_coverage.json))
 
 # The impaired-wire interop tests again and again (root): each of the reordering tests
-# SOAK_RUNS times in a row, one line per run, stopping at the first failure.
+# SOAK_RUNS times in a row, one line per run, stopping at the first failure; SOAK_MIB
+# MiB each way (0: the tests' own 2-4 MiB; 64 for the full soak, about 40 minutes a run).
 SOAK_RUNS ?= 20
+SOAK_MIB ?= 0
 soak: $(STAMP)
 	@mkdir -p build
 	@for i in $$(seq $(SOAK_RUNS)); do \
 	  for t in test_bulk_with_reordering test_bulk_with_loss_duplication_reordering \
 	           test_bulk_with_loss_and_duplication; do \
-	    $(VENV)/bin/pytest -q -p no:warnings "tests/test_interop.py::$$t" > build/soak.log 2>&1 \
+	    TOE_BULK_MIB=$(SOAK_MIB) $(VENV)/bin/pytest -q -p no:warnings \
+	      "tests/test_interop.py::$$t" > build/soak.log 2>&1 \
 	      && echo "run $$i $$t: pass" || { echo "run $$i $$t: FAIL (build/soak.log)"; exit 1; }; \
 	  done; \
 	done

@@ -26,7 +26,8 @@ from toe.host.socket_transport import open_engine
 from .netns import kernel_sockets, socket_in_netns
 from .vnic import VirtualNic
 
-__all__ = ["bulk_data", "engine_to_kernel", "kernel_to_engine", "run_vnic_benchmarks"]
+__all__ = ["bulk_data", "engine_to_kernel", "kernel_to_engine", "run_vnic_benchmarks",
+           "tcpi_options", "TCPI_OPT_TIMESTAMPS", "TCPI_OPT_SACK", "TCPI_OPT_WSCALE"]
 
 ENGINE, KERNEL = "10.0.0.2", "10.0.0.1"
 
@@ -35,6 +36,16 @@ def bulk_data(size: int, seed: int = 1) -> list[bytes]:
     """``size`` bytes (a multiple of 1 MiB) as 1 MiB chunks, no two chunks alike."""
     block = random.Random(seed).randbytes(1 << 20)
     return [block[4099 * i:] + block[: 4099 * i] for i in range(size >> 20)]
+
+
+#: ``tcpi_options`` bits of Linux's ``struct tcp_info`` (include/uapi/linux/tcp.h).
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE = 1, 2, 4
+
+
+def tcpi_options(sock: socket.socket) -> int:
+    """The options Linux agreed on for ``sock`` (``TCP_INFO``: timestamps, SACK, window
+    scale; ``ss -ti`` of iproute2 6.1 does not print ts and sack on this kernel)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[5]
 
 
 def _kernel_socket(netns: str) -> socket.socket:
@@ -56,6 +67,7 @@ async def kernel_to_engine(engine, nic: VirtualNic, chunks: list[bytes], port: i
                 sock.sendall(chunk)
                 if i == len(chunks) // 2:
                     seen["kernel"] = [s for s in kernel_sockets(nic.netns) if s.peer[1] == port]
+                    seen["tcpi_options"] = tcpi_options(sock)
             sock.shutdown(socket.SHUT_WR)
             sock.recv(1)
 
@@ -74,7 +86,8 @@ async def kernel_to_engine(engine, nic: VirtualNic, chunks: list[bytes], port: i
     await task
     await listener.close()
     return {"bytes": n, "sha256": digest.hexdigest(), "seconds": seconds,
-            "kernel": seen.get("kernel", []), "stats": (before, after)}
+            "kernel": seen.get("kernel", []), "tcpi_options": seen.get("tcpi_options"),
+            "stats": (before, after)}
 
 
 async def engine_to_kernel(engine, nic: VirtualNic, chunks: list[bytes], port: int) -> dict:
@@ -96,6 +109,7 @@ async def engine_to_kernel(engine, nic: VirtualNic, chunks: list[bytes], port: i
                 if "kernel" not in seen and n > sum(map(len, chunks)) // 2:
                     seen["kernel"] = [s for s in kernel_sockets(nic.netns)
                                       if s.local[1] == port and s.state != "LISTEN"]
+                    seen["tcpi_options"] = tcpi_options(conn)
             seen["sha256"], seen["bytes"] = digest.hexdigest(), n
 
     task = asyncio.create_task(asyncio.to_thread(receiver))
@@ -111,7 +125,8 @@ async def engine_to_kernel(engine, nic: VirtualNic, chunks: list[bytes], port: i
     after = await engine.transport.stats()
     server.close()
     return {"bytes": seen["bytes"], "sha256": seen["sha256"], "seconds": seconds,
-            "kernel": seen.get("kernel", []), "stats": (before, after)}
+            "kernel": seen.get("kernel", []), "tcpi_options": seen.get("tcpi_options"),
+            "stats": (before, after)}
 
 
 def _rate(before: dict, after: dict) -> float:

@@ -86,6 +86,18 @@ def _bench_vnic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_impaired(args: argparse.Namespace) -> int:
+    from toe.sim.bench_impaired import run_impaired_benchmarks
+    from toe.sim.vnic import can_run_vnic
+
+    why_not = can_run_vnic()
+    if why_not:
+        print(f"toe bench-impaired: {why_not}", file=sys.stderr)
+        return 1
+    _write_results(run_impaired_benchmarks(size_mib=args.mib), args.out)
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from toe.boards.synth import synthesize
     from toe.sim.bench import SYNTH_CONFIG
@@ -173,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     bench_vnic.add_argument("--connections", type=int, default=200,
                             help="connections of the setup-rate run")
     bench_vnic.set_defaults(func=_bench_vnic)
+
+    impaired = sub.add_parser("bench-impaired", help="virtual NIC against Linux: goodput "
+                              "on a clean, a reordering and a lossy wire (needs root)")
+    impaired.add_argument("--out", default="build/bench-impaired.json")
+    impaired.add_argument("--mib", type=int, default=16, help="bulk size each way (MiB)")
+    impaired.set_defaults(func=_bench_impaired)
 
     synth = sub.add_parser("synth", help="synthesize the engine for an ECP5 LFE5U-85F-8")
     synth.add_argument("--width", type=int, default=8)

@@ -26,6 +26,7 @@ from toe.hdl.host_if import (
     CommandOp,
     ErrorCode,
     EventKind,
+    SocketOption,
     command_layout,
     data_layout,
     event_layout,
@@ -180,6 +181,24 @@ def test_listen_twice_and_listen_error():
     assert events(proto) == [Error(ErrorCode.NO_LISTENER_SLOT, tag=tag, op=CommandOp.LISTEN)]
     assert proto.listener(80) is None
     proto.listen(80)  # the port is free again in the driver
+
+
+def test_set_option_sends_set_option():
+    """``set_option`` puts the option in ``port`` and its value in ``value``
+    (hdl/host_if.py SET_OPTION); an option the engine does not know is refused before
+    anything is sent, so the engine's ERROR(BAD_OPTION) is only for raw users."""
+    proto, wire = make_proto()
+    tag = proto.connect(PEER, 80)
+    proto.commands_to_send()
+    proto.event_received(wire.event(EventKind.CONNECTING, tag=tag, conn=5))
+    proto.event_received(wire.event(EventKind.ESTABLISHED, conn=5))
+    proto.commands_to_send()
+    proto.set_option(5, SocketOption.QUICKACK, 1)
+    assert wire.commands(proto.commands_to_send()) == [
+        (CommandOp.SET_OPTION, 5, 0, SocketOption.QUICKACK.value, 0, 1)]
+    with pytest.raises(ValueError):
+        proto.set_option(5, 999, 1)
+    assert proto.commands_to_send() == []
 
 
 def test_connect_established_grants_credit():

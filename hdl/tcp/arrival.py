@@ -51,9 +51,9 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         """RFC 7323 s4.1: an ACK of new data echoing a timestamp measures the round trip
         of the segment that carried it, retransmitted or not (RFC 6298 s3 allows it)."""
         o = s.tcp_options
-        m.d.sync += [e.rtt_by_ts.eq(t.ts_ok & o.ts_valid & (o.ts_ecr != 0)),
-                     e.rtt_ticks.eq(seq_diff(e.ts_now, o.ts_ecr))]
-        return t.ts_ok & o.ts_valid & (o.ts_ecr != 0)
+        echoed = t.ts_ok & o.ts_valid & (o.ts_ecr != 0)
+        m.d.sync += [e.rtt_by_ts.eq(echoed), e.rtt_ticks.eq(seq_diff(e.ts_now, o.ts_ecr))]
+        return echoed
 
     with m.State("seg_lookup"):
         e.request_lookup(ConnTableOp.LOOKUP, s.ip_src, s.tcp_sport, s.tcp_dport)

@@ -52,7 +52,7 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
         kept = e.w_kept[:ring_bits + 1]
         behind = e.w_kept[31] | e.w_kept[ring_bits + 1:31].any()
         grown = (e.w_space - kept)[:ring_bits + 2]
-        open_up = behind | (~grown[-1] & (grown >= min(cfg.rx_ring_bytes // 2, cfg.mss)))
+        open_up = behind | (~grown[-1] & (grown >= e.sws_step))
         round_up = (1 << t.rcv_shift) - 1
         m.d.sync += e.w_field.eq(Mux(
             e.seg.flags & tcp.SYN, seq_min(e.w_space, 0xFFFF),

@@ -118,7 +118,10 @@ class EventContext:
         self.m = m
         self.cfg = config
         self.now = now
-        self.ts_now = ts_now  # the timestamp clock (RFC 7323 s5.4), TS_TICK_US a tick
+        self.ts_now = ts_now  # the timestamp clock (RFC 7323 s5.4), 2**TS_TICK_BITS us a tick
+        #: Receiver SWS avoidance (RFC 9293 s3.8.6.2.2): the right edge of the window
+        #: moves in steps of at least min(RCV.BUFF / 2, MSS).
+        self.sws_step = min(config.rx_ring_bytes // 2, config.mss)
         self.strobes = strobes
         self.lookup = lookup
         self.transitions: list[tuple[tuple[TcpState, ...], TcpState, str]] = []
@@ -344,7 +347,7 @@ class EventContext:
         """The right edge ``new_edge`` is min(RCV.BUFF / 2, MSS) or more beyond the one
         last advertised (RFC 9293 s3.8.6.2.2: when to send a window update)."""
         grown = seq_diff(new_edge, self.t.rcv_adv)
-        return (grown >= min(self.cfg.rx_ring_bytes // 2, self.cfg.mss)) & ~grown[31]
+        return (grown >= self.sws_step) & ~grown[31]
 
     def window_update_due(self):
         """A window update is worth a segment of its own: the right edge can move by

@@ -180,9 +180,6 @@ def add_text_steps(e, fin_acked_steps):
                 for i in range(k):
                     with m.If(right[i]):
                         m.d.sync += ooo[i].valid.eq(0)
-                with m.If(more):
-                    m.d.sync += r.a.eq(right_end)
-                    m.next = "seg_text_copy"
             with m.Elif(t.host_closed):
                 e.count("tcp_out_of_order")  # nobody reads: not kept
             with m.Elif(r.left.any() | r.right.any() | free.any()):
@@ -190,9 +187,6 @@ def add_text_steps(e, fin_acked_steps):
                 _copy(e, r.a, r.run)
                 # The interval that now holds the segment comes first in the SACK
                 # option (RFC 2018 s4: the block of the most recent segment first).
-                with m.If(more):
-                    m.d.sync += r.a.eq(right_end)
-                    m.next = "seg_text_copy"
                 with m.If(r.left.any()):
                     # Grows the interval that ends at its start (and swallows the one
                     # that starts at its end).
@@ -214,6 +208,11 @@ def add_text_steps(e, fin_acked_steps):
             with m.Else():
                 e.count("tcp_ooo_dropped")  # every interval in use: nothing stored
                 m.d.sync += r.whole.eq(0)
+            with m.If(more & (in_order | ~t.host_closed)):
+                # The run was taken (a run that ends at a held interval is always
+                # recorded): the next one starts after that interval.
+                m.d.sync += r.a.eq(right_end)
+                m.next = "seg_text_copy"
 
     with m.State("seg_text_copy"):
         # The run's copy goes now (the next run needs the product register); then the

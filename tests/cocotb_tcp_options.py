@@ -154,6 +154,24 @@ async def test_peer_window_scaled_on_the_wire(dut):
     await b.finish()
 
 
+@cocotb.test()
+async def test_peer_window_scale_15_used_as_14(dut):
+    """RFC 7323 s2.3: a window scale above 14 is used as 14.  Seen on the wire through
+    the RFC 5961 s5.2 bound SND.UNA - MAX.SND.WND, with MAX.SND.WND = 65535 << shift:
+    an ACK 0x60000000 bytes (1.5 GiB) behind SND.UNA is older than the bound of shift
+    14 (about 1 GiB) and gets a challenge ACK; under shift 15 (about 2 GiB) it would be
+    an old duplicate and get nothing."""
+    b = await start(dut)
+    peer = ScriptedPeer(b.config, window=1)
+    conn, synack = await _accept_with_options(b, peer, ts=None, wscale=15, sack=False)
+    assert option(synack, "WScale") == 0
+    b.tb.send(peer.segment("PA", b"zz", ack=peer.rcv_nxt - 0x6000_0000))
+    peer.snd_nxt -= 2
+    check_ack(await b.recv_tcp(), peer)
+    assert (await b.counters())["tcp_challenge_acks"] == 1
+    await b.finish()
+
+
 ORDERS = [
     ("2-1", [1, 0, 2, 3, 4]),
     ("3-2-1", [2, 1, 0, 3, 4]),

@@ -27,8 +27,8 @@ WIRES = {
     "reorder_2pct": Impairment(reorder=0.02, seed=7),
     "loss_1pct": Impairment(loss=0.01, seed=7),
 }
-COUNTERS = ("tcp_out_of_order", "tcp_sack_acks", "tcp_delayed_acks", "tcp_retransmits",
-            "tcp_ooo_dropped", "tcp_paws_drops")
+COUNTERS = ("tcp_out_of_order", "tcp_sack_acks", "tcp_dsack_acks", "tcp_delayed_acks",
+            "tcp_retransmits", "tcp_ooo_dropped", "tcp_paws_drops")
 
 
 def _kernel_retransmits(nic: VirtualNic) -> int:

@@ -75,7 +75,8 @@ async def test_synack_options_and_sack_blocks(dut):
     SYN's TSval), window scale (shift 0 for a 2 KiB ring) and SACK-permitted.  Then
     every ACK carries the timestamps option (s3.2) and, while text is held out of
     order, SACK blocks exactly as held, latest first (RFC 2018 s4); the segment that
-    fills the hole is ACKed at once without blocks (RFC 5681 s4.2)."""
+    fills the hole is ACKed at once without blocks (RFC 5681 s4.2); a duplicate is
+    reported in a D-SACK block (RFC 2883 s4.1.1)."""
     b = await start(dut)
     peer = ScriptedPeer(b.config)
     conn, synack = await _accept_with_options(b, peer)
@@ -99,6 +100,9 @@ async def test_synack_options_and_sack_blocks(dut):
     assert option(ack, "Timestamp")[1] == 1003
     ack = await send(2, 1004, 400)
     assert option(ack, "SAck") is None
+    # RFC 2883 s4.1.1: a segment received before is reported in a D-SACK block.
+    ack = await send(1, 1004, 400)
+    assert option(ack, "SAck") == (base + 100, base + 200)
     peer.snd_nxt = base + 400
     b.tb.send(peer.segment("PA", data[400:], options=_ts(1005, synack)))
     check_ack(await b.recv_tcp(), peer)

@@ -257,12 +257,47 @@ def test_sack_blocks_after_each_arrival(ts):
         four = await text(80, 10)
         assert four == [(80, 90), (20, 30), (40, 50), (60, 70)][: 3 if ts else 4]
         assert await text(30, 10) == [(20, 50), (60, 70), (80, 90)]  # merged, first
-        assert await text(62, 4) == [(60, 70), (20, 50), (80, 90)]  # a duplicate's range
+        # A duplicate of held text: a D-SACK block, then the range that holds it (RFC
+        # 2883 s4.1.2).
+        dup = await text(62, 4)
+        assert dup == [(62, 66), (60, 70), (20, 50), (80, 90)][: 3 if ts else 4]
         assert await text(0, 20) == [(60, 70), (80, 90)]  # RCV.NXT moves to 50
         assert await text(50, 10) == [(80, 90)]
         assert await text(70, 10) == []
-        assert b.counters["tcp_sack_acks"] == 8
+        assert b.counters["tcp_sack_acks"] == 8 and b.counters["tcp_dsack_acks"] == 1
     run(body)
+
+
+@pytest.mark.parametrize("sack", [True, False])
+def test_duplicates_reported_in_dsack_blocks(sack):
+    """RFC 2883 s4: the ACK of a duplicate segment reports the duplicate text in its
+    first SACK block: text wholly below RCV.NXT (s4.1.1), the part of a segment below
+    RCV.NXT (the rest is new; ACKed at once, not delayed), text already held out of
+    order (s4.1.2, followed by the range that holds it).  Without SACK agreed, no
+    blocks (RFC 2018 s2)."""
+    config = BENCH_CONFIG.replace(ack_delay_us=40_000)
+
+    async def body(b):
+        c = await established(b, Peer(sack_permitted=sack, ts=True))
+        h = c.rcv_nxt
+
+        async def text(start, length):
+            b.send(c.peer, "PA", length, seq=(h + start) % MOD)
+            seg = await b.next_segment(flags="A")
+            return (seg.ack - h) % MOD, [((left - h) % MOD, (right - h) % MOD)
+                                         for left, right in seg.sack]
+
+        b.send(c.peer, "PA", 100, seq=h)
+        await b.cycles(400)
+        assert not b.segments[b.seen:], "in-order text: the ACK waits (SHLD-18)"
+        expect = (lambda blocks: blocks) if sack else (lambda blocks: [])
+        assert await text(0, 100) == (100, expect([(0, 100)]))  # wholly old
+        assert await text(50, 100) == (150, expect([(50, 100)]))  # half old
+        assert await text(300, 50) == (150, expect([(300, 350)]))  # held
+        assert await text(310, 20) == (150, expect([(310, 330), (300, 350)]))
+        assert await text(150, 10) == (160, expect([(300, 350)]))  # nothing old
+        assert b.counters["tcp_dsack_acks"] == (3 if sack else 0)
+    run(body, config)
 
 
 def test_no_sack_blocks_unless_agreed():

@@ -190,6 +190,10 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             e.count("tcp_bad_seq")
             with m.If(~f_rst):
                 e.send_ack()
+                # RFC 2883 s4.1.1: text wholly below RCV.NXT was received before.
+                data_end = (e.data_seq + s.tcp_payload_len)[:32]
+                with m.If((s.tcp_payload_len != 0) & seq_le(data_end, t.rcv_nxt)):
+                    e.report_duplicate(e.data_seq, data_end)
                 with m.If((t.state == S.TIME_WAIT) & f_fin):
                     # MUST-13: a retransmitted FIN restarts the 2 MSL wait.
                     e.start_timer(two_msl)

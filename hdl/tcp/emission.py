@@ -57,9 +57,10 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
         m.d.sync += e.w_field.eq(Mux(
             e.seg.flags & tcp.SYN, seq_min(e.w_space, 0xFFFF),
             Mux(open_up, e.w_space >> t.rcv_shift, (kept + round_up) >> t.rcv_shift)))
-        # SACK blocks (RFC 2018 s4) in pure ACKs while text is held out of order: the
-        # interval of the latest segment first, then the others in table order, as
-        # many as fit beside the timestamps.
+        # SACK blocks (RFC 2018 s4) in pure ACKs while text is held out of order: a
+        # D-SACK block first if the segment was a duplicate (RFC 2883 s4), then the
+        # interval of the latest segment, then the others in table order, as many as
+        # fit beside the timestamps.
         k = cfg.reassembly_intervals
         ooo = t.ooo
         fit = Mux(t.ts_ok, tcp.sack_blocks_that_fit(True), tcp.sack_blocks_that_fit(False))
@@ -68,14 +69,17 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
         for i in range(k):
             m.d.comb += [first_on[i].eq(ooo[i].valid & (t.sack_first == i)),
                          rest_on[i].eq(ooo[i].valid & (t.sack_first != i))]
-        lead = first_on.any()
         sack_on = t.sack_ok & ~(e.seg.flags & (tcp.SYN | tcp.RST)).any() & (e.seg.len == 0)
-        total = Signal(range(k + 1))
-        m.d.comb += total.eq(sum(ooo[i].valid for i in range(k)))
+        dup = e.dsack.on
+        lead = dup + first_on.any()
+        total = Signal(range(k + 2))
+        m.d.comb += total.eq(dup + sum(ooo[i].valid for i in range(k)))
         m.d.sync += e.sack_n.eq(Mux(sack_on, Mux(total < fit, total, fit), 0))
+        with m.If(dup):
+            m.d.sync += e.sack[0].eq(Cat(e.dsack.left, e.dsack.right))
         for i in range(k):
             with m.If(first_on[i]):
-                m.d.sync += e.sack[0].eq(Cat(ooo[i].start, ooo[i].end))
+                m.d.sync += e.sack[dup].eq(Cat(ooo[i].start, ooo[i].end))
             # The others follow: place = lead + (held intervals before i, not first).
             place = lead + sum(rest_on[j] for j in range(i))
             for j in range(tcp.MAX_SACK_BLOCKS):
@@ -125,6 +129,8 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                 m.d.sync += [e.do_seg.eq(0), e.emitted.eq(1)]
                 with m.If(e.sack_n != 0):
                     e.count("tcp_sack_acks")
+                    with m.If(e.dsack.on):
+                        e.count("tcp_dsack_acks")
                 with m.If(seg.flags & tcp.ACK_FLAG):
                     shift = Mux(seg.flags & tcp.SYN, 0, t.rcv_shift)
                     m.d.sync += [t.rcv_adv.eq(t.rcv_nxt + (e.w_field << shift)),

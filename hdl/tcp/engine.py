@@ -247,7 +247,7 @@ class TcpEngine(wiring.Component):
                     e.do_seg.eq(0), e.do_copy.eq(0), e.do_dlv.eq(0), e.do_delete.eq(0),
                     e.del_wait.eq(0), e.do_limit.eq(0), e.do_enqueue.eq(0), e.do_free.eq(0),
                     e.do_take.eq(0), e.write_tcb.eq(0), e.ev_listen.eq(0),
-                    e.trace_listen.eq(0), e.emitted.eq(0),
+                    e.trace_listen.eq(0), e.emitted.eq(0), e.dsack.on.eq(0),
                 ] + [slot.on.eq(0) for slot in e.ev]
                 with m.If(pick_any):
                     m.d.sync += [e.src.eq(pick), last_src.eq(pick)]

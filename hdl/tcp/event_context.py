@@ -77,6 +77,7 @@ ENGINE_COUNTERS = [
     "tcp_paws_drops",  # RFC 7323 s5: an old timestamp (ACK sent), or none where agreed
     "tcp_delayed_acks",  # ACKs sent when the delayed-ACK time ran out
     "tcp_sack_acks",  # ACKs that carried SACK blocks (RFC 2018)
+    "tcp_dsack_acks",  # of those, ACKs reporting a duplicate in a D-SACK block (RFC 2883)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -158,6 +159,9 @@ class EventContext:
         self.sack_n = Signal(3)
         self.sack = Signal(data.ArrayLayout(data.StructLayout({"left": 32, "right": 32}),
                                             tcp.MAX_SACK_BLOCKS))
+        # RFC 2883: the duplicate text this segment carried, reported as the first SACK
+        # block of its ACK (a D-SACK block).
+        self.dsack = Signal(data.StructLayout({"on": 1, "left": 32, "right": 32}))
         self.rtt_by_ts = Signal()  # the RTT sample comes from a timestamp echo
         self.rtt_ticks = Signal(32)  # that sample, in timestamp ticks
         self.do_copy = Signal()
@@ -250,6 +254,13 @@ class EventContext:
     def send_ack(self):
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."""
         self.send(tcp.ACK_FLAG, self.t.snd_nxt)
+
+    def report_duplicate(self, left, right):
+        """RFC 2883 s4: the ACK of this segment reports the duplicate text
+        ``[left, right)`` in a D-SACK block, if SACK is agreed."""
+        t = self.t
+        self.m.d.sync += [self.dsack.on.eq(t.sack_ok), self.dsack.left.eq(left),
+                          self.dsack.right.eq(right)]
 
     def send_reset(self):
         """<SEQ=SND.NXT><CTL=RST,ACK> (s3.10.5 ABORT), counted."""

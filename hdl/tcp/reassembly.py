@@ -52,6 +52,7 @@ class TextRegisters:
         self.right = Signal(k)  # the interval that starts where the run ends
         self.fits = Signal()  # the segment's text ends inside the window
         self.whole = Signal()  # the run reaches the end of the segment's text
+        self.first = Signal()  # the segment's first run
 
 
 def _first(m, bits, name):
@@ -85,8 +86,13 @@ def add_text_steps(e, fin_acked_steps):
         b = Mux(seq_lt(wnd_end, data_end), wnd_end, data_end)
         held = Cat(ooo[i].valid for i in range(k)).any()
         fits = ~seq_lt(wnd_end, data_end)
-        m.d.sync += [r.text.eq(text), r.b.eq(b), r.fits.eq(fits), r.whole.eq(fits)]
+        m.d.sync += [r.text.eq(text), r.b.eq(b), r.fits.eq(fits), r.whole.eq(fits),
+                     r.first.eq(1)]
         m.next = "seg_fin"
+        with m.If(text & ~ahead & (e.data_seq != t.rcv_nxt)):
+            # RFC 2883 s4.1.1: the part below RCV.NXT was received before.
+            e.report_duplicate(e.data_seq, Mux(seq_lt(t.rcv_nxt, data_end), t.rcv_nxt,
+                                               data_end))
         with m.If(text & ~held & ~ahead):
             # Nothing held, in order: the run is the new bytes, at once.
             trim = seq_diff(t.rcv_nxt, e.data_seq)
@@ -95,7 +101,7 @@ def add_text_steps(e, fin_acked_steps):
             # Delayed ACK (RFC 9293 SHLD-18/19, RFC 5681 s4.2): new text in order waits
             # while at most one MSS is unacknowledged; a duplicate is ACKed at once.
             owed = seq_diff(t.rcv_nxt, t.ack_sent)
-            delay = ((take != 0) & ~t.quickack & ~owed[16:].any()
+            delay = ((trim == 0) & (take != 0) & ~t.quickack & ~owed[16:].any()
                      & (owed[:16] + s.tcp_payload_len <= cfg.mss))
             with m.If(delay if cfg.ack_delay_us else 0):
                 m.d.sync += t.ack_pending.eq(1)
@@ -170,10 +176,13 @@ def add_text_steps(e, fin_acked_steps):
             e.send_ack()  # at once (RFC 5681 s4.2), also for a duplicate or no room
             with m.If(r.run == 0):
                 # Nothing new: a duplicate, or no room in the window.  A duplicate of
-                # held text still names its interval first (RFC 2018 s4).
+                # held text is reported in a D-SACK block, followed by the interval
+                # that holds it (RFC 2883 s4.1.2, RFC 2018 s4).
                 for i in range(k):
                     with m.If(left[i]):
                         m.d.sync += t.sack_first.eq(i)
+                with m.If(r.left.any() & r.first):
+                    e.report_duplicate(e.data_seq, r.b)
             with m.Elif(in_order):
                 # Fills the hole at RCV.NXT, and reaches the interval it touches.
                 _advance(e, Mux(r.right.any(), right_end, run_end), r.a, r.run)
@@ -217,6 +226,7 @@ def add_text_steps(e, fin_acked_steps):
     with m.State("seg_text_copy"):
         # The run's copy goes now (the next run needs the product register); then the
         # next run from the end of the held interval.
+        m.d.sync += r.first.eq(0)
         with m.If(e.do_copy):
             with m.If(e.issue_copy()):
                 m.d.sync += e.do_copy.eq(0)

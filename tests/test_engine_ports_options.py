@@ -199,6 +199,35 @@ def test_paws_drops_old_duplicates():
     run(body)
 
 
+async def _advance_days(b, days):
+    """The time base moves on ``days`` days in steps of 2**30 us, so that the timestamp
+    clock counts every wrap of the 32-bit microsecond counter."""
+    left = int(days * 86_400 * 1_000_000)
+    while left:
+        step = min(left, 1 << 30)
+        await b.advance(step)
+        left -= step
+
+
+def test_paws_forgets_ts_recent_after_24_days():
+    """RFC 7323 s5.5: after more than 24 days idle TS.Recent is invalid: a TSval older
+    than it no longer makes PAWS drop the segment, and TS.Recent takes the new value
+    (s4.3).  After 23 days the same segment is still an old duplicate (s5.3 R1)."""
+    async def body(b):
+        c = await established(b, Peer(ts=True, ts_val=6000))
+        nxt = c.rcv_nxt
+        await _advance_days(b, 23)
+        b.send(c.peer, "PA", 10, ts=(5999, c.peer.ts_recent), seq=nxt)
+        assert (await b.next_segment(flags="A")).ack == nxt
+        assert b.counters["tcp_paws_drops"] == 1
+        await _advance_days(b, 1.01)
+        b.send(c.peer, "PA", 10, ts=(5999, c.peer.ts_recent), seq=nxt)
+        assert (await b.next_segment(flags="A")).ack == (nxt + 10) % MOD
+        await b.settle()
+        assert b.counters["tcp_paws_drops"] == 1 and b.tcb(c.id)["ts_recent"] == 5999
+    run(body)
+
+
 def test_rtt_from_the_timestamp_echo_also_after_a_retransmission():
     """RFC 7323 s4.1 with RFC 6298 s2.3: an ACK of new data echoing a TSval measures
     R = now - TSecr (in 1.024 ms ticks) and SRTT moves by (R - SRTT) / 8; a segment

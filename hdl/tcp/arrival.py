@@ -31,7 +31,7 @@ from amaranth.hdl import Const, Mux
 from ..host_if import ErrorCode, EventKind
 from ..proto import tcp
 from .conn_table import ConnTableOp
-from .event_context import TS_TICK_BITS, EventSlot
+from .event_context import TS_RECENT_MAX_AGE, TS_TICK_BITS, EventSlot
 from .reassembly import add_text_steps
 from .seq import seq_diff, seq_le, seq_lt
 from .states import SYNCHRONIZED, TcpState
@@ -95,6 +95,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             m.next = "emit"
 
     with m.State("seg_dispatch"):
+        age = (e.ts_now[16:] - t.ts_recent_at)[:16]
+        m.d.sync += e.ts_stale.eq(age > TS_RECENT_MAX_AGE)
         with m.If(t.state == S.SYN_SENT):
             m.next = "seg_in_syn_sent"
         with m.Elif(t.state == S.CLOSED):
@@ -165,10 +167,13 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         # RFC 7323 s5.3: PAWS before the acceptability test; R3, TS.Recent follows an
         # acceptable segment's TSval by the rule of s4.3.
         o = s.tcp_options
-        paws_reject = t.ts_ok & ~f_rst & (~o.ts_valid | seq_lt(o.ts_val, t.ts_recent))
+        # s5.5: after 24 days idle TS.Recent is invalid and an older TSval no reason
+        # to drop the segment.
+        paws_reject = t.ts_ok & ~f_rst & (
+            ~o.ts_valid | (seq_lt(o.ts_val, t.ts_recent) & ~e.ts_stale))
         with m.If(acceptable & ~paws_reject & t.ts_ok & o.ts_valid
                   & seq_le(s.tcp_seq, t.ack_sent)):
-            m.d.sync += t.ts_recent.eq(o.ts_val)
+            e.take_ts_recent(o.ts_val)
         m.next = "finish"
         with m.If((t.state == S.SYN_RECEIVED) & f_syn & ~f_rst & ~f_ack
                   & (s.tcp_seq == t.irs)):

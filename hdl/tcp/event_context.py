@@ -24,10 +24,13 @@ from .states import SYNCHRONIZED, TcpState
 from .tcb import delivery_layout, tcb_layout, written_layout
 
 __all__ = ["EventSource", "EventSlot", "EventContext", "ENGINE_COUNTERS", "TRACE_SOURCES",
-           "trace_layout", "TS_TICK_BITS"]
+           "trace_layout", "TS_TICK_BITS", "TS_RECENT_MAX_AGE"]
 
 #: The timestamp clock ticks every 2**TS_TICK_BITS microseconds (1.024 ms).
 TS_TICK_BITS = 10
+#: RFC 7323 s5.5: TS.Recent older than 24 days is invalid.  Its age is kept in units of
+#: 2**16 ticks (67 s): 24 days are this many units.
+TS_RECENT_MAX_AGE = (24 * 86_400 * 1_000_000 >> TS_TICK_BITS) >> 16
 
 
 class EventSource(enum.Enum, shape=3):
@@ -162,6 +165,8 @@ class EventContext:
         # RFC 2883: the duplicate text this segment carried, reported as the first SACK
         # block of its ACK (a D-SACK block).
         self.dsack = Signal(data.StructLayout({"on": 1, "left": 32, "right": 32}))
+        # RFC 7323 s5.5: TS.Recent is older than 24 days (set in ``seg_dispatch``).
+        self.ts_stale = Signal()
         self.rtt_by_ts = Signal()  # the RTT sample comes from a timestamp echo
         self.rtt_ticks = Signal(32)  # that sample, in timestamp ticks
         self.do_copy = Signal()
@@ -262,6 +267,11 @@ class EventContext:
         self.m.d.sync += [self.dsack.on.eq(t.sack_ok), self.dsack.left.eq(left),
                           self.dsack.right.eq(right)]
 
+    def take_ts_recent(self, ts_val):
+        """TS.Recent = ``ts_val`` (RFC 7323 s4.3), stamped with the time."""
+        t = self.t
+        self.m.d.sync += [t.ts_recent.eq(ts_val), t.ts_recent_at.eq(self.ts_now[16:])]
+
     def send_reset(self):
         """<SEQ=SND.NXT><CTL=RST,ACK> (s3.10.5 ABORT), counted."""
         self.send(tcp.RST | tcp.ACK_FLAG, self.t.snd_nxt)
@@ -316,7 +326,7 @@ class EventContext:
             t.snd_shift.eq(Mux(ws, o.wscale, 0)),
             t.rcv_shift.eq(Mux(ws, cfg.rcv_wscale, 0)),
             t.ts_ok.eq(ts),
-            t.ts_recent.eq(o.ts_val),
+            t.ts_recent.eq(o.ts_val), t.ts_recent_at.eq(self.ts_now[16:]),
             t.sack_ok.eq(sack_offer & o.sack_permitted),
             t.snd_mss.eq(Mux(ts & (self.peer_mss > 2 * tcp.TS_OPTION_BYTES),
                              self.peer_mss - tcp.TS_OPTION_BYTES, self.peer_mss)),

@@ -44,6 +44,7 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "rcv_shift": 4,  # ours: the window we advertise is scaled down by it
         "ts_ok": 1,  # timestamps
         "ts_recent": 32,  # TS.Recent (RFC 7323 s4.3)
+        "ts_recent_at": 16,  # when it was set: the timestamp clock's bits 16..31
         "ack_sent": 32,  # Last.ACK.sent: the ACK field of the last segment sent
         "sack_ok": 1,  # SACK blocks may be sent
         # Receive sequence space.

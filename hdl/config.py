@@ -57,6 +57,10 @@ class ToeConfig:
         (timestamps, PAWS, RTT measurement) and RFC 2018 (SACK-permitted, SACK blocks in
         the ACKs while out-of-order text is held).  All on by default; each can be
         turned off for a build (then the option is neither sent nor accepted).
+    congestion, initial_window:
+        The congestion control algorithm (RFC 5681 s3; ``"newreno"``, or any
+        ``hdl/tcp/cc_<name>.py``, :mod:`hdl.tcp.congestion`) and the initial window in
+        segments (RFC 6928's 10: min(10 * SMSS, max(2 * SMSS, 14,600)) bytes).
     msl_us:
         Maximum segment lifetime; TIME-WAIT lasts 2 * MSL (RFC 9293 MUST-13; the RFC's
         MSL is 2 minutes).
@@ -124,6 +128,8 @@ class ToeConfig:
     window_scaling: bool = True
     timestamps: bool = True
     sack: bool = True
+    congestion: str = "newreno"
+    initial_window: int = 10
 
     def __post_init__(self):
         if not 1 <= self.tick_bits <= 16:
@@ -145,6 +151,8 @@ class ToeConfig:
             raise ValueError("ack_delay_us must be 0 .. 499,999 (RFC 9293 MUST-40)")
         if not 1 <= self.reassembly_intervals <= 16:
             raise ValueError("reassembly_intervals must be 1..16")
+        if not 1 <= self.initial_window <= 64:
+            raise ValueError("initial_window must be 1..64 segments")
         if self.rx_buffer_bytes < 2 * self.max_frame_bytes:
             raise ValueError("rx_buffer_bytes must hold at least two largest frames")
 

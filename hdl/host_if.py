@@ -63,6 +63,11 @@ class SocketOption(enum.Enum, shape=16):
     """Per-connection options of ``SET_OPTION`` (the ``port`` field)."""
 
     QUICKACK = 1  # value bit 0: acknowledge every segment at once (no delayed ACKs)
+    NODELAY = 2  # value bit 0: no Nagle algorithm (RFC 9293 MUST-17)
+    # Keep-alives (hdl/tcp/keepalive.py); times in timestamp-clock ticks of 1.024 ms.
+    KEEPALIVE_IDLE = 3  # value: idle time before the first probe; 0 turns keep-alives off
+    KEEPALIVE_INTERVAL = 4  # value: time between probes (default 75 s)
+    KEEPALIVE_COUNT = 5  # value: unanswered probes before the reset, 1..15 (default 10)
 
 
 class EventKind(enum.Enum, shape=4):

@@ -98,6 +98,7 @@ from typing import Any, Protocol, TypeVar
 from toe.hdl.config import ToeConfig
 from toe.hdl.csr_map import key_register_writes
 from toe.hdl.host_if import SocketOption
+from toe.hdl.tcp.keepalive import ticks
 
 from .connection import (
     ConnectionRecord,
@@ -766,6 +767,33 @@ class Connection:
         """Acknowledge every segment at once (``on``) or let the engine delay ACKs
         (the default: ``ToeConfig.ack_delay_us``), as Linux's ``TCP_QUICKACK``."""
         self._engine.protocol.set_option(self._rec.conn, SocketOption.QUICKACK, int(on))
+        self._engine._kick()
+
+    def set_nodelay(self, on: bool = True) -> None:
+        """Turn the Nagle algorithm off (``on``) or back on (the default), as Linux's
+        ``TCP_NODELAY`` (RFC 9293 MUST-17): small writes then leave at once, also while
+        earlier bytes are unacknowledged."""
+        self._engine.protocol.set_option(self._rec.conn, SocketOption.NODELAY, int(on))
+        self._engine._kick()
+
+    def set_keepalive(self, idle: float | None = 7200.0, interval: float = 75.0,
+                      count: int = 10) -> None:
+        """Keep-alives (RFC 1122 s4.2.3.6): after ``idle`` seconds without an ACK from
+        the peer, a probe every ``interval`` seconds; after ``count`` (1..15) unanswered
+        probes the engine resets the connection and it ends in ``TimeoutError``.
+        ``idle=None`` turns them off (the default of a new connection).  The defaults
+        are the RFC's: 2 hours, 75 seconds, 10 probes."""
+        proto, conn = self._engine.protocol, self._rec.conn
+        if idle is None:
+            proto.set_option(conn, SocketOption.KEEPALIVE_IDLE, 0)
+        else:
+            if not 1 <= count <= 15:
+                raise ValueError("count must be 1..15")
+            if idle <= 0 or interval <= 0:
+                raise ValueError("idle and interval must be positive")
+            proto.set_option(conn, SocketOption.KEEPALIVE_INTERVAL, ticks(interval))
+            proto.set_option(conn, SocketOption.KEEPALIVE_COUNT, count)
+            proto.set_option(conn, SocketOption.KEEPALIVE_IDLE, max(1, ticks(idle)))
         self._engine._kick()
 
     async def shutdown(self) -> None:

@@ -376,7 +376,9 @@ async def test_established_data_out_of_order(dut):
 @cocotb.test()
 async def test_established_send_segments(dut):
     """RFC 9293 s3.7.1 / MUST-16: segments carry at most the effective send MSS (the
-    peer's MSS option); PSH on the last queued segment; ACKs return send credit (ACKED)."""
+    peer's MSS option); PSH on the last queued segment; ACKs return send credit (ACKED).
+    The peer ACKs each segment: the short last one waits for the ACK of the one before
+    (the Nagle algorithm, SHLD-7)."""
     b = await start(dut)
     await b.listen(80)
     peer = ScriptedPeer(b.config)
@@ -390,11 +392,11 @@ async def test_established_send_segments(dut):
         segments.append(segment)
         assert segment[TCP].seq == (synack[TCP].seq + 1 + len(got)) % 2**32
         got += bytes(segment[TCP].payload)
+        peer.rcv_nxt = (synack[TCP].seq + 1 + len(got)) % 2**32
+        b.tb.send(peer.segment("A"))
     assert got == data
-    assert max(len(bytes(s[TCP].payload)) for s in segments) <= 1460
+    assert [len(bytes(s[TCP].payload)) for s in segments] == [1460, 340]
     assert "P" in flags_of(segments[-1])
-    peer.rcv_nxt = (synack[TCP].seq + 1 + len(data)) % 2**32
-    b.tb.send(peer.segment("A"))
     await b.host.event(EventKind.ACKED, conn=conn)
     await Timer(50 * US, "ns")
     total = sum(e.value for e in b.host.events if e.kind == EventKind.ACKED)

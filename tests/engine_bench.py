@@ -53,7 +53,10 @@ BENCH_CONFIG = ToeConfig(
     data_bytes=8, connections=8, listeners=2, tx_ring_bytes=256, rx_ring_bytes=256,
     mtu=576, rx_buffer_bytes=2048, msl_us=1000, rto_initial_us=1000, rto_min_us=1000,
     rto_max_us=8000, r1_retries=2, r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5,
-    fin_wait_2_us=3000, ack_delay_us=0)
+    fin_wait_2_us=3000, ack_delay_us=0,
+    # Tests of the peer's window send more than IW10 of 536-byte segments at once; the
+    # congestion window's own tests (test_engine_ports_congestion.py) set 10.
+    initial_window=64)
 
 @dataclass(frozen=True)
 class Seg:
@@ -470,6 +473,14 @@ class EngineBench:
         self.now += us
         await self.ctx.tick()
 
+    async def advance_long(self, us: int):
+        """Move the time base on by ``us`` microseconds, any amount, in jumps of 2**30 so
+        that the timestamp clock counts every wrap of the 32-bit microsecond count."""
+        while us:
+            step = min(us, 1 << 30)
+            await self.advance(step)
+            us -= step
+
     # -- inputs ----------------------------------------------------------------------------
     def command(self, op, conn=0, *, port=0, addr=0, value=0, tag=None) -> int:
         tag = next(self._tags) if tag is None else tag
@@ -552,6 +563,17 @@ class EngineBench:
         if flags is not None:
             assert seg.flags == flags, seg
         return seg
+
+    async def burst(self, cycles=200) -> list[Seg]:
+        """The segments the engine sends (not yet taken) until it stops for ``cycles``."""
+        out = []
+        while True:
+            await self.cycles(cycles)
+            new = self.segments[self.seen:]
+            self.seen = len(self.segments)
+            if not new:
+                return out
+            out += new
 
     async def quiet(self, cycles=150):
         """No segment for ``cycles`` cycles (and none untaken before)."""

@@ -297,18 +297,28 @@ def test_challenge_ack_rate_limited():
 
 def test_established_send_segments():
     """RFC 9293 MUST-16: segments carry at most the effective send MSS (the peer's MSS
-    option, here 64), PSH on the last (MUST-61); the ACK returns send credit (ACKED)."""
+    option, here 64), PSH on the last (MUST-61); the ACK returns send credit (ACKED).
+    The 8-byte tail waits until the full segments are acknowledged (the Nagle
+    algorithm, SHLD-7)."""
     async def body(b):
         c = await established(b, Peer(mss=64))
         b.write(c.id, 200)
-        segs = [await b.next_segment() for _ in range(4)]
+        segs = [await b.next_segment() for _ in range(3)]
         assert [(s.flags, s.seq - c.iss - 1, s.len) for s in segs] == [
-            ("A", 0, 64), ("A", 64, 64), ("A", 128, 64), ("PA", 192, 8)]
-        assert all(s.pos == s.seq for s in segs)
+            ("A", 0, 64), ("A", 64, 64), ("A", 128, 64)]
+        await b.quiet()
+        c.peer.rcv_nxt = (c.iss + 193) % MOD
+        b.send(c.peer, "A")
+        tail = await b.next_segment()
+        assert (tail.flags, tail.seq - c.iss - 1, tail.len) == ("PA", 192, 8)
+        assert all(s.pos == s.seq for s in segs + [tail])
+        ev = await b.event(EventKind.ACKED, conn=c.id)
+        assert ev.value == 192
+        since = len(b.events)
         c.peer.rcv_nxt = (c.iss + 201) % MOD
         b.send(c.peer, "A")
-        ev = await b.event(EventKind.ACKED, conn=c.id)
-        assert ev.value == 200
+        ev = await b.event(EventKind.ACKED, conn=c.id, since=since)
+        assert ev.value == 8
         await b.advance(4 * RTO)
         await b.quiet()  # all acknowledged: no retransmission
     run(body)

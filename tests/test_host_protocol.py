@@ -1707,3 +1707,31 @@ def test_rx_data_runs_equal_beats():
     assert (stats.rx_deliveries, stats.rx_overrun, stats.bytes_received) == (1, 4, 20)
     proto.rx_data_received(9, b"nobody", True)  # no such connection: dropped, counted
     assert proto.dropped_rx_beats == 1
+
+
+@both
+def test_api_socket_options_send_set_option(kind):
+    """``set_nodelay`` and ``set_keepalive`` are SET_OPTION commands (hdl/host_if.py
+    SocketOption): keep-alive times in timestamp-clock ticks of 1.024 ms, the interval
+    and count before the idle time that turns probing on; ``idle=None`` turns it off;
+    a count outside 1..15 is refused before anything is sent."""
+    async def main():
+        engine, fake = setup(kind)
+        conn = await engine.connect(PEER, 7)
+        cid = next(iter(fake.conns))
+        fake.commands.clear()
+        conn.set_nodelay()
+        conn.set_keepalive(idle=60, interval=10, count=3)
+        conn.set_keepalive(None)
+        with pytest.raises(ValueError):
+            conn.set_keepalive(count=16)
+        await conn.drain()  # hands the commands over (async transports)
+        await settle()
+        options = [(c[3], c[5]) for c in fake.commands if c[0] == CommandOp.SET_OPTION]
+        assert all(c[1] == cid for c in fake.commands if c[0] == CommandOp.SET_OPTION)
+        assert options == [(SocketOption.NODELAY.value, 1),
+                           (SocketOption.KEEPALIVE_INTERVAL.value, 9766),
+                           (SocketOption.KEEPALIVE_COUNT.value, 3),
+                           (SocketOption.KEEPALIVE_IDLE.value, 58594),
+                           (SocketOption.KEEPALIVE_IDLE.value, 0)]
+    asyncio.run(main())

@@ -26,13 +26,15 @@ RFC 5961 (s3.2 RST, s4.2 SYN, s5.2 ACK) replaces parts of the second, fourth and
 steps: a challenge ACK instead of acting on a segment that could be blind.
 """
 
-from amaranth.hdl import Const, Mux
+from amaranth.hdl import Const, Mux, Signal
 
 from ..host_if import ErrorCode, EventKind
 from ..proto import tcp
 from .conn_table import ConnTableOp
 from .event_context import TS_RECENT_MAX_AGE, TS_TICK_BITS, EventSlot
+from .keepalive import rearm
 from .reassembly import add_text_steps
+from .recovery import classify_ack, on_open
 from .seq import seq_diff, seq_le, seq_lt
 from .states import SYNCHRONIZED, TcpState
 
@@ -94,9 +96,22 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         with m.If(e.reset_meta.ready):
             m.next = "emit"
 
+    # Comparisons of the segment with the TCB that the later steps need, registered
+    # here so that no step chains them after its own (seg_check_seq, seg_check_ack).
+    ts_old = Signal()  # SEG.TSval < TS.Recent
+    upto_ack_sent = Signal()  # SEG.SEQ =< Last.ACK.sent
+
     with m.State("seg_dispatch"):
         age = (e.ts_now[16:] - t.ts_recent_at)[:16]
-        m.d.sync += e.ts_stale.eq(age > TS_RECENT_MAX_AGE)
+        o = s.tcp_options
+        e.measure_window()
+        m.d.sync += [
+            e.ts_stale.eq(age > TS_RECENT_MAX_AGE),
+            ts_old.eq(seq_lt(o.ts_val, t.ts_recent)),
+            upto_ack_sent.eq(seq_le(s.tcp_seq, t.ack_sent)),
+            e.seg_wnd.eq(s.tcp_window << t.snd_shift),
+            e.ack_floor.eq(t.snd_una - (Const(0xFFFF, 16) << t.snd_shift)),
+        ]
         with m.If(t.state == S.SYN_SENT):
             m.next = "seg_in_syn_sent"
         with m.Elif(t.state == S.CLOSED):
@@ -127,6 +142,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 t.rcv_read.eq(s.tcp_seq + 1), t.rcv_dlv.eq(s.tcp_seq + 1),
                 t.rcv_adv.eq(s.tcp_seq + 1),
                 t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),  # not scaled
+                t.max_wnd.eq(s.tcp_window),
                 t.snd_wl2.eq(s.tcp_ack),
             ]
             e.agree_options()
@@ -146,6 +162,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 # "If there are other controls or text in the segment, then continue
                 # processing at the sixth step" (s3.10.7.3).
                 m.next = "seg_text"
+                on_open(e)
                 with m.If(t.rtt_active | ts_rtt()):
                     m.next = "rtt_sample"
             with m.Else():
@@ -169,10 +186,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         o = s.tcp_options
         # s5.5: after 24 days idle TS.Recent is invalid and an older TSval no reason
         # to drop the segment.
-        paws_reject = t.ts_ok & ~f_rst & (
-            ~o.ts_valid | (seq_lt(o.ts_val, t.ts_recent) & ~e.ts_stale))
-        with m.If(acceptable & ~paws_reject & t.ts_ok & o.ts_valid
-                  & seq_le(s.tcp_seq, t.ack_sent)):
+        paws_reject = t.ts_ok & ~f_rst & (~o.ts_valid | (ts_old & ~e.ts_stale))
+        with m.If(acceptable & ~paws_reject & t.ts_ok & o.ts_valid & upto_ack_sent):
             e.take_ts_recent(o.ts_val)
         m.next = "finish"
         with m.If((t.state == S.SYN_RECEIVED) & f_syn & ~f_rst & ~f_ack
@@ -254,12 +269,14 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 m.d.sync += [
                     t.snd_una.eq(ack), t.timer_on.eq(0), t.backoff.eq(0),
                     t.snd_wnd.eq(e.seg_wnd), t.snd_wl1.eq(s.tcp_seq),
+                    t.max_wnd.eq(Mux(e.seg_wnd > t.max_wnd, e.seg_wnd, t.max_wnd)),
                     t.snd_wl2.eq(ack), t.owned.eq(1),
                 ]
                 e.syn_rto_floor()
                 e.count("tcp_established")
                 e.event(EventSlot.OPEN,
                         Mux(t.passive, EventKind.ACCEPTED, EventKind.ESTABLISHED))
+                on_open(e)
                 with m.If(t.rtt_active | by_ts):
                     m.next = "rtt_sample"
             with m.Else():
@@ -269,12 +286,14 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             # Acknowledges something not yet sent: ACK and drop.
             e.send_ack()
             m.next = "finish"
-        with m.Elif(seq_lt(ack, (t.snd_una - (Const(0xFFFF, 16) << t.snd_shift))[:32])):
+        with m.Elif(seq_lt(ack, e.ack_floor)):
             # RFC 5961 s5.2: older than SND.UNA - MAX.SND.WND (here the largest window
             # the peer's shift can express).
             challenge_ack()
             m.next = "finish"
         with m.Else():
+            classify_ack(e, ack, seq_lt(t.snd_una, ack))  # congestion (hdl/tcp/recovery.py)
+            rearm(e)  # keep-alives (hdl/tcp/keepalive.py)
             with m.If(seq_lt(t.snd_una, ack)):
                 data_from = Mux(seq_lt(t.snd_una, t.iss + 1), t.iss + 1, t.snd_una)[:32]
                 data_to = Mux(seq_lt(t.snd_end, ack), t.snd_end, ack)
@@ -303,6 +322,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                       | ((t.snd_wl1 == s.tcp_seq) & seq_le(t.snd_wl2, ack))):
                 m.d.sync += [t.snd_wnd.eq(e.seg_wnd), t.snd_wl1.eq(s.tcp_seq),
                              t.snd_wl2.eq(ack)]
+                with m.If(e.seg_wnd > t.max_wnd):
+                    m.d.sync += t.max_wnd.eq(e.seg_wnd)
                 with m.If((e.seg_wnd > t.snd_wnd) & (t.snd_end != t.snd_nxt)):
                     e.enqueue()
 
@@ -331,6 +352,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             with m.If(t.timer_on):
                 e.start_timer(rtt.estimate.p.rto)
             m.next = "seg_text"
+            with m.If(e.cc.on):
+                m.next = "cwnd_update"
 
     def fin_acked_steps():
         # Our FIN acknowledged? (s3.10.7.4 fifth, per state.)

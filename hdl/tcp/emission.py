@@ -37,7 +37,7 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                          t.passive.eq(0), t.host_closed.eq(0)]
             with m.If(t.owned):
                 e.event(EventSlot.RELEASED, EventKind.RELEASED)
-        m.d.sync += [e.w_space.eq(e.rcv_wnd), e.w_kept.eq(seq_diff(t.rcv_adv, t.rcv_nxt))]
+        m.d.sync += [e.w_space.eq(e.rcv_wnd_now), e.w_kept.eq(seq_diff(t.rcv_adv, t.rcv_nxt))]
         m.next = "emit"
         with m.If(e.do_seg):
             m.next = "segment_options"
@@ -53,10 +53,10 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
         behind = e.w_kept[31] | e.w_kept[ring_bits + 1:31].any()
         grown = (e.w_space - kept)[:ring_bits + 2]
         open_up = behind | (~grown[-1] & (grown >= e.sws_step))
-        round_up = (1 << t.rcv_shift) - 1
+        round_up = e.scale_up(1) - 1
         m.d.sync += e.w_field.eq(Mux(
             e.seg.flags & tcp.SYN, seq_min(e.w_space, 0xFFFF),
-            Mux(open_up, e.w_space >> t.rcv_shift, (kept + round_up) >> t.rcv_shift)))
+            e.scale_down(Mux(open_up, e.w_space, kept + round_up))))
         # SACK blocks (RFC 2018 s4) in pure ACKs while text is held out of order: a
         # D-SACK block first if the segment was a duplicate (RFC 2883 s4), then the
         # interval of the latest segment, then the others in table order, as many as
@@ -132,8 +132,8 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                     with m.If(e.dsack.on):
                         e.count("tcp_dsack_acks")
                 with m.If(seg.flags & tcp.ACK_FLAG):
-                    shift = Mux(seg.flags & tcp.SYN, 0, t.rcv_shift)
-                    m.d.sync += [t.rcv_adv.eq(t.rcv_nxt + (e.w_field << shift)),
+                    window = Mux(seg.flags & tcp.SYN, e.w_field, e.scale_up(e.w_field))
+                    m.d.sync += [t.rcv_adv.eq(t.rcv_nxt + window),
                                  t.ack_sent.eq(t.rcv_nxt), t.ack_pending.eq(0)]
         with m.Elif(e.do_copy):
             with m.If(e.issue_copy()):

@@ -36,6 +36,7 @@ from ..config import ToeConfig
 from ..host_if import command_layout, event_layout
 from ..rx.meta import rx_meta_layout
 from .arrival import add_arrival_steps
+from .congestion import CongestionControl
 from .conn_ids import ConnIdAllocator
 from .conn_table import ConnectionLookup
 from .emission import add_emission_steps
@@ -51,6 +52,7 @@ from .isn import IsnGenerator
 from .listeners import ListenerTable
 from .opening import add_opening_steps
 from .output import OutputRegisters, add_output_steps
+from .recovery import CongestionRegisters, add_recovery_steps
 from .rto import RtoBackoff, RtoEstimator
 from .seq import seq_diff
 from .tcb import (
@@ -73,7 +75,7 @@ _HANDLER_STEP = {
     EventSource.WRITTEN: "tx_written",
     EventSource.COMMAND: "cmd_on_tcb",
     EventSource.SEGMENT: "seg_dispatch",
-    EventSource.OUTPUT: "output_measure",
+    EventSource.OUTPUT: "output_window",
     EventSource.TIMER: "timer_check",
 }
 
@@ -161,6 +163,7 @@ class TcpEngine(wiring.Component):
         m.submodules.rtt = rtt = RtoEstimator(cfg.rto_min_us, cfg.rto_max_us,
                                               cfg.rto_initial_us)
         m.submodules.backoff = backoff = RtoBackoff(cfg.rto_max_us)
+        m.submodules.congestion = cc = CongestionControl(cfg)
         m.submodules.ids = ids = ConnIdAllocator(n)
         # Connections that may have something to send; each at most once
         # (``output_queued`` in the TCB).
@@ -187,6 +190,7 @@ class TcpEngine(wiring.Component):
         e = EventContext(m, cfg, self._ptr_bits, self.now, ts_now, strobes, lookup)
         e.tcb_rd_data, e.tcb_wr_en, e.reset_meta = tcb_rd.data, tcb_wr.en, self.reset_meta
         e.copy_port = self.copy
+        e.cc = CongestionRegisters()
         t = e.t
         scan = Signal(cfg.conn_bits)  # the timer scan's next connection (and CLEAR's)
         last_src = Signal(EventSource)
@@ -248,6 +252,7 @@ class TcpEngine(wiring.Component):
                     e.del_wait.eq(0), e.do_limit.eq(0), e.do_enqueue.eq(0), e.do_free.eq(0),
                     e.do_take.eq(0), e.write_tcb.eq(0), e.ev_listen.eq(0),
                     e.trace_listen.eq(0), e.emitted.eq(0), e.dsack.on.eq(0),
+                    e.cc.on.eq(0),
                 ] + [slot.on.eq(0) for slot in e.ev]
                 with m.If(pick_any):
                     m.d.sync += [e.src.eq(pick), last_src.eq(pick)]
@@ -297,6 +302,7 @@ class TcpEngine(wiring.Component):
             add_output_steps(e, o, backoff)
             add_timer_steps(e, o, backoff, listeners)
             add_emission_steps(e, lookup, ids, oq, self)
+            add_recovery_steps(e, cc)
 
         self.transitions = e.transitions  # for the test against hdl/tcp/states.py
         m.d.comb += self.limit_addr.eq(Mux(fsm.ongoing("clear_tcbs"), scan, e.cid))

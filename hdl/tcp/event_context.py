@@ -19,6 +19,7 @@ from amaranth.lib import data, enum
 from ..host_if import CommandOp, ErrorCode, EventKind, command_layout
 from ..proto import ethernet, tcp
 from ..rx.meta import rx_meta_layout
+from .congestion import SSTHRESH_MAX
 from .seq import seq_diff, seq_lt, seq_min
 from .states import SYNCHRONIZED, TcpState
 from .tcb import delivery_layout, tcb_layout, written_layout
@@ -81,6 +82,9 @@ ENGINE_COUNTERS = [
     "tcp_delayed_acks",  # ACKs sent when the delayed-ACK time ran out
     "tcp_sack_acks",  # ACKs that carried SACK blocks (RFC 2018)
     "tcp_dsack_acks",  # of those, ACKs reporting a duplicate in a D-SACK block (RFC 2883)
+    "tcp_fast_retransmits",  # third duplicate ACKs that started fast retransmit
+    "tcp_keepalive_probes",  # keep-alive probes sent
+    "tcp_keepalive_timeouts",  # connections reset after unanswered keep-alive probes
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -193,8 +197,10 @@ class EventContext:
         self.data_seq = Signal(32)
         self.payload_at = Signal(16)  # the frame offset of the first byte of text
         self.rx_free = Signal(ring_bits + 1)
-        # The largest window that could be advertised now (what the acceptability test
-        # uses): the ring's free space, at most 65,535 << our shift.
+        # The largest window that could be advertised now: the ring's free space, at
+        # most 65,535 << our shift (``rcv_wnd_now``); ``rcv_wnd`` is it registered by
+        # :meth:`measure_window`, for the steps after (the acceptability test).
+        self.rcv_wnd_now = Signal(ring_bits + 1)
         self.rcv_wnd = Signal(ring_bits + 1)
         self.synchronized = Signal()
         self.rcv_data_end = (t.rcv_nxt - t.fin_received)[:32]  # the FIN is no byte
@@ -202,7 +208,7 @@ class EventContext:
             self.seg_len.eq(s.tcp_payload_len + self.f_syn + self.f_fin),
             self.payload_at.eq(ethernet.HEADER_BYTES + (s.ip_ihl << 2) + (s.tcp_doff << 2)),
             self.rx_free.eq(cfg.rx_ring_bytes - seq_diff(t.rcv_nxt, t.rcv_read)),
-            self.rcv_wnd.eq(seq_min(self.rx_free, Const(0xFFFF, 16 + 15) << t.rcv_shift)),
+            self.rcv_wnd_now.eq(seq_min(self.rx_free, self.scale_up(Const(0xFFFF, 16)))),
             self.synchronized.eq(self.in_states(*SYNCHRONIZED)),
         ]
         self.closing_sends_fin = self.in_states(TcpState.FIN_WAIT_1, TcpState.CLOSING,
@@ -212,9 +218,28 @@ class EventContext:
         self.unread = self.rcv_data_end != t.rcv_dlv
         self.peer_mss = Mux(s.tcp_options.mss_valid, seq_min(s.tcp_options.mss, cfg.mss),
                             tcp.DEFAULT_MSS)
-        # SEG.WND of a segment without SYN, scaled (RFC 7323 s2.3).
-        self.seg_wnd = (s.tcp_window << t.snd_shift)[:32]
+        # Registered by the arrival steps (``seg_dispatch``) from the TCB and the
+        # segment: SEG.WND of a segment without SYN, scaled (RFC 7323 s2.3), and the
+        # oldest acceptable ACK, SND.UNA - MAX.SND.WND (RFC 5961 s5.2; MAX.SND.WND here
+        # the largest window the peer's shift can express).
+        self.seg_wnd = Signal(32)
+        self.ack_floor = Signal(32)
         self.fin_acked = t.fin_queued & (t.snd_una == (t.snd_end + 1)[:32])
+
+    def scale_up(self, value):
+        """``value`` << our window shift, which is 0 or ``rcv_wscale`` (RFC 7323 s2.2):
+        a choice of two wirings, not a shifter."""
+        k = self.cfg.rcv_wscale
+        return Mux(self.t.rcv_shift != 0, value << k, value) if k else value
+
+    def scale_down(self, value):
+        """``value`` >> our window shift."""
+        k = self.cfg.rcv_wscale
+        return Mux(self.t.rcv_shift != 0, value >> k, value) if k else value
+
+    def measure_window(self):
+        """Register ``rcv_wnd`` from the TCB now (for the steps that follow)."""
+        self.m.d.sync += self.rcv_wnd.eq(self.rcv_wnd_now)
 
     def load_segment(self, record):
         """Take the segment ``record`` (:func:`rx_meta_layout`) for this event."""
@@ -384,6 +409,7 @@ class EventContext:
     def reset_tcb(self, initial_rto):
         """The fields a new connection starts from (the id's generation bits stay).  A
         free id's TCB is CLOSED already: no state change."""
+        from . import keepalive as ka
         t = self.t
         self.m.d.sync += [
             t.state.eq(TcpState.CLOSED), t.rto.eq(initial_rto),
@@ -392,6 +418,13 @@ class EventContext:
             t.rtt_valid.eq(0), t.backoff.eq(0), t.snd_wnd.eq(0),
             t.srtt.eq(0), t.rttvar.eq(0), t.dlv_out.eq(0), t.timer_on.eq(0),
             t.ooo.eq(0), t.fin_held.eq(0), t.ack_pending.eq(0), t.quickack.eq(0),
+            t.nodelay.eq(0), t.max_wnd.eq(0),
+            t.ka_idle.eq(0), t.ka_probes.eq(0), t.ka_intvl.eq(ka.ticks(ka.DEFAULT_INTERVAL_S)),
+            t.ka_count.eq(ka.DEFAULT_COUNT),
+            # Until the handshake sets the initial window (hdl/tcp/recovery.py).
+            t.cwnd.eq(self.cfg.initial_window * tcp.DEFAULT_MSS),
+            t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
+            t.rexmit.eq(0),
         ]
         self.offer_options()
 

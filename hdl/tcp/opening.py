@@ -71,6 +71,7 @@ def add_opening_steps(e, lookup, isn, listeners, initial_rto, arp_lookup, arp_re
             t.rcv_read.eq(s.tcp_seq + 1), t.rcv_dlv.eq(s.tcp_seq + 1),
             t.rcv_adv.eq(s.tcp_seq + 1),
             t.snd_wnd.eq(s.tcp_window), t.snd_wl1.eq(s.tcp_seq),  # never scaled in a SYN
+            t.max_wnd.eq(s.tcp_window),
         ]
         e.agree_options(passive=True)  # the SYN-ACK answers what the SYN offered
         m.next = "open_insert"

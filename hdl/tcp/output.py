@@ -1,11 +1,15 @@
 """The output routine of the TCP engine: what a connection sends when it is its turn in
-the output queue (RFC 9293 s3.10.2 SEND, s3.8.6 windows, s3.8.6.2.2 window updates).
+the output queue (RFC 9293 s3.10.2 SEND, s3.8.6 windows, s3.8.6.2.2 window updates,
+RFC 5681 s3 the congestion window).
 
-Three registered steps, each ending in registers, so that no path chains more than two
-32-bit carry chains: (1) ``output_measure``: bytes queued and room in the peer's
-window; (2) ``output_length``: the segment length, at most SND.MSS; (3) ``output_send``:
-the segment and the new SND.NXT.  Retransmission (:mod:`hdl.tcp.timers`) reuses the
-length step's registers.
+Four registered steps, each ending in registers, so that no path chains more than two
+or three 32-bit carry chains: (0) ``output_window``: the send window, min(SND.WND,
+cwnd + limited transmit's dupacks * SMSS, RFC 3042); (1) ``output_measure``: bytes
+queued and room in that window; (2) ``output_length``: the segment length, at most
+SND.MSS; (3) ``output_send``: the segment and the new SND.NXT.  A fast retransmission
+(``rexmit``, :mod:`hdl.tcp.recovery`) goes first: the segment at SND.UNA again, outside
+cwnd, SND.NXT unchanged.  Retransmission after a timeout (:mod:`hdl.tcp.timers`)
+reuses the length step's registers.
 """
 
 from amaranth.hdl import Mux, Signal
@@ -28,60 +32,111 @@ class OutputRegisters:
         self.length = Signal(16)
         self.fin_left = Signal()  # the FIN is not sent yet
         self.update = Signal()  # a window update is due
+        self.wnd = Signal(32)  # min(SND.WND, the congestion window)
 
     def add_length_step(self, e, name: str, then: str):
         """Step ``name``: the segment length, min(bytes, window room, SND.MSS), then
         ``then`` (shared by the output and the retransmission routines)."""
         with e.m.State(name):
-            e.m.d.sync += self.length.eq(seq_min(seq_min(self.avail, self.room), e.t.snd_mss))
+            e.m.d.sync += [
+                self.length.eq(seq_min(seq_min(self.avail, self.room), e.t.snd_mss)),
+                self.update.eq(e.window_update_due()),  # rcv_wnd: set by the step before
+            ]
             e.m.next = then
 
 
 def add_output_steps(e, o, backoff):
     m, t = e.m, e.t
 
+    with m.State("output_window"):
+        limited = Mux(t.in_recovery, 0, Mux(t.dupacks == 3, 0, t.dupacks * t.snd_mss))
+        cwnd = (t.cwnd + limited)[:32]
+        m.d.sync += o.wnd.eq(seq_min(t.snd_wnd, cwnd))
+        m.next = "output_measure"
+
     with m.State("output_measure"):
-        avail = seq_diff(t.snd_end, t.snd_nxt)
-        room = seq_diff((t.snd_una + t.snd_wnd)[:32], t.snd_nxt)
+        sent = seq_diff(t.snd_max, t.snd_una)  # what a fast retransmission may resend
+        avail = Mux(t.rexmit, Mux(seq_lt(t.snd_end, t.snd_max), seq_diff(t.snd_end, t.snd_una),
+                                  sent),
+                    seq_diff(t.snd_end, t.snd_nxt))
+        room = seq_diff((t.snd_una + o.wnd)[:32], t.snd_nxt)
         m.d.sync += [
             o.avail.eq(Mux(~avail[31], avail, 0)),
             o.fin_left.eq(~avail[31]),
-            o.room.eq(Mux(~room[31], room, 0)),
-            o.update.eq(e.window_update_due()),
+            o.room.eq(Mux(t.rexmit, 0xFFFF, Mux(~room[31], room, 0))),
         ]
+        e.measure_window()
         m.next = "output_length"
 
     o.add_length_step(e, "output_length", "output_send")
 
     with m.State("output_send"):
         m.next = "finish"
-        data_pending = o.avail != 0
-        room_ok = o.room != 0
-        length = o.length
-        sending = e.in_states(S.ESTABLISHED, S.CLOSE_WAIT) | e.closing_sends_fin
-        last = o.fin_left & (length == o.avail)  # this segment takes every byte
-        fin_now = e.closing_sends_fin & t.fin_queued & last
-        with m.If(sending & ((length != 0) | (fin_now & ~data_pending))):
-            e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0)
-                   | Mux((length != 0) & last, tcp.PSH, 0),
-                   t.snd_nxt, pos=t.snd_nxt, length=length)
-            next_nxt = (t.snd_nxt + length + fin_now)[:32]
-            m.d.sync += t.snd_nxt.eq(next_nxt)
-            # SND.NXT never passes SND.MAX except by sending new data, and then
-            # SND.NXT == SND.MAX before (RFC 6298 / Karn: time new data only).
-            with m.If(t.snd_nxt == t.snd_max):
-                m.d.sync += t.snd_max.eq(next_nxt)
-                with m.If(~t.rtt_active):
-                    m.d.sync += [t.rtt_active.eq(1), t.rtt_seq.eq(next_nxt),
-                                 t.rtt_time.eq(e.now)]
-            with m.Elif(seq_lt(t.snd_max, next_nxt)):
-                m.d.sync += t.snd_max.eq(next_nxt)
-            with m.If(~t.timer_on):
-                e.start_timer(backoff.backed_off)  # RFC 6298 (5.1)
-            with m.If((length != 0) & ~last & (o.room > length)):
-                e.enqueue()
-        with m.Elif(sending & data_pending & ~room_ok & ~t.timer_on):
-            # Zero window: the timer will send a probe (MUST-36).
-            e.start_timer(backoff.backed_off)
-        with m.Elif(e.synchronized & (t.state != S.TIME_WAIT) & o.update):
-            e.send_ack()  # window update
+        with m.If(t.rexmit):
+            fast_retransmit(e, o)
+        with m.Else():
+            send_new(e, o, backoff)
+
+
+def fast_retransmit(e, o):
+    """The segment at SND.UNA again (RFC 5681 s3.2 step 3, RFC 6582 step 5), with the
+    FIN if it was sent and this segment reaches it; then the output routine again for
+    what the window allows."""
+    m, t = e.m, e.t
+    length = o.length
+    fin_now = e.closing_sends_fin & t.fin_queued & seq_lt(t.snd_end, t.snd_max) & (
+        (t.snd_una + length)[:32] == t.snd_end)
+    m.d.sync += t.rexmit.eq(0)
+    with m.If((length != 0) | fin_now):
+        e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0), t.snd_una, pos=t.snd_una,
+               length=length)
+        # Karn (RFC 6298 s3): a segment sent twice is not timed.
+        with m.If(t.rtt_active & seq_lt(t.snd_una, t.rtt_seq)):
+            m.d.sync += t.rtt_active.eq(0)
+    e.enqueue()
+
+
+def send_new(e, o, backoff):
+    """New data (or the FIN) as far as the windows allow, or a window update."""
+    m, t = e.m, e.t
+    data_pending = o.avail != 0
+    length = o.length
+    sending = e.in_states(S.ESTABLISHED, S.CLOSE_WAIT) | e.closing_sends_fin
+    last = o.fin_left & (length == o.avail)  # this segment takes every byte
+    fin_now = e.closing_sends_fin & t.fin_queued & last
+    # Sender silly-window avoidance (RFC 9293 s3.8.6.2.1, MUST-38) with Nagle (SHLD-7,
+    # RFC 896): send a full segment (SHLD-28); or every byte queued, if nothing is
+    # unacknowledged, the Nagle algorithm is off (MUST-17) or the FIN goes with it; or
+    # at least half the largest window the peer offered; and again what was sent
+    # before a timeout.  Otherwise the text waits for an ACK, or for the timer (the
+    # override timeout, s3.8.6.2.1 (4)) if nothing is outstanding.
+    whole = length >= t.snd_mss
+    idle = t.snd_nxt == t.snd_una
+    half = length >= t.max_wnd[1:]
+    resend = seq_lt(t.snd_nxt, t.snd_max)
+    worth = whole | (last & (idle | t.nodelay | fin_now)) | half | resend
+    with m.If(sending & (((length != 0) & worth) | (fin_now & ~data_pending))):
+        e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0)
+               | Mux((length != 0) & last, tcp.PSH, 0),
+               t.snd_nxt, pos=t.snd_nxt, length=length)
+        next_nxt = (t.snd_nxt + length + fin_now)[:32]
+        m.d.sync += t.snd_nxt.eq(next_nxt)
+        # SND.NXT never passes SND.MAX except by sending new data, and then
+        # SND.NXT == SND.MAX before (RFC 6298 / Karn: time new data only).
+        with m.If(t.snd_nxt == t.snd_max):
+            m.d.sync += t.snd_max.eq(next_nxt)
+            with m.If(~t.rtt_active):
+                m.d.sync += [t.rtt_active.eq(1), t.rtt_seq.eq(next_nxt),
+                             t.rtt_time.eq(e.now)]
+        with m.Elif(seq_lt(t.snd_max, next_nxt)):
+            m.d.sync += t.snd_max.eq(next_nxt)
+        with m.If(~t.timer_on):
+            e.start_timer(backoff.backed_off)  # RFC 6298 (5.1)
+        with m.If((length != 0) & ~last & (o.room > length)):
+            e.enqueue()
+    with m.Elif(sending & data_pending & ~t.timer_on):
+        # Zero window, or a window too small to be worth a segment: the timer will send
+        # a probe (MUST-36) or what fits.
+        e.start_timer(backoff.backed_off)
+    with m.Elif(e.synchronized & (t.state != S.TIME_WAIT) & o.update):
+        e.send_ack()  # window update

@@ -16,6 +16,7 @@ received before (s3.10.7.4: "only the new parts are processed").
 Steps (each ends in registers): ``seg_text`` -- in order with nothing held (the common
 case), the new bytes are stored at once as without reassembly; otherwise the run's
 first byte ``a`` (past a held interval that contains it) and last bound ``b``;
+``seg_text_gap`` -- the distances from ``a`` to ``b`` and to each held interval;
 ``seg_text_run`` -- the run ends at the next held interval's start (or ``b``);
 ``seg_text_store`` -- copy the run, then either advance RCV.NXT (and over a held
 interval it now touches) or record the run as held, merged with the intervals it
@@ -78,7 +79,7 @@ def add_text_steps(e, fin_acked_steps):
         # The run starts at RCV.NXT or at the segment's first byte, whichever is later;
         # the text ends at the segment's end or the window's right edge.
         data_end = (e.data_seq + s.tcp_payload_len)[:32]
-        wnd_end = (t.rcv_nxt + e.rx_free)[:32]
+        wnd_end = (t.rcv_read + cfg.rx_ring_bytes)[:32]  # RCV.NXT + the ring's free space
         text = e.in_states(S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2) & (
             s.tcp_payload_len != 0)
         ahead = seq_lt(t.rcv_nxt, e.data_seq)
@@ -125,21 +126,26 @@ def add_text_steps(e, fin_acked_steps):
         for i in range(k):
             with m.If(contains[i]):
                 m.d.sync += r.a.eq(ooo[i].end)
+        m.next = "seg_text_gap"
+
+    far = (1 << (NEAR_BITS - 1)) - 1  # beyond any distance inside a window
+    dist = [Signal(NEAR_BITS - 1, name=f"text_dist{i}") for i in range(k)]
+    room = Signal(NEAR_BITS - 1)
+
+    with m.State("seg_text_gap"):
+        # The distances from a to b and to every held interval that starts after a.
+        # All of them lie inside the window, less than 2**21 apart: short differences
+        # (near_diff) keep the carry chains short.
+        span = near_diff(r.b, r.a)
+        m.d.sync += room.eq(Mux(span[-1], 0, span[:-1]))
+        for i in range(k):
+            d = near_diff(ooo[i].start, r.a)
+            m.d.sync += dist[i].eq(Mux(ooo[i].valid & ~d[-1] & (d != 0), d[:-1], far))
         m.next = "seg_text_run"
 
     with m.State("seg_text_run"):
-        # The run ends at b or at the nearest held interval that starts after a.  All
-        # of them lie inside the window, less than 2**21 apart: short differences
-        # (near_diff) and a balanced minimum keep the carry chains short.
-        far = (1 << (NEAR_BITS - 1)) - 1  # beyond any distance inside a window
-        span = near_diff(r.b, r.a)
-        room = Mux(span[-1], 0, span[:-1])
-        dist = []
-        for i in range(k):
-            d = near_diff(ooo[i].start, r.a)
-            dist_i = Signal(NEAR_BITS - 1, name=f"text_dist{i}")
-            m.d.comb += dist_i.eq(Mux(ooo[i].valid & ~d[-1] & (d != 0), d[:-1], far))
-            dist.append(dist_i)
+        # The run ends at b or at the nearest held interval that starts after a (a
+        # balanced minimum of the distances).
         level = dist
         while len(level) > 1:
             pairs = []

@@ -9,6 +9,7 @@ connection id lives in block RAM.
 from amaranth.lib import data
 
 from ..config import ToeConfig
+from .congestion import algorithm
 from .states import TcpState  # re-exported: the states and their transitions live there
 
 __all__ = ["TcpState", "tcb_layout", "segment_layout", "copy_layout", "delivery_layout",
@@ -59,6 +60,14 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "ack_pending": 1,
         "ack_due": 32,
         "quickack": 1,  # SocketOption.QUICKACK: no delayed ACKs
+        "nodelay": 1,  # SocketOption.NODELAY: no Nagle algorithm
+        "max_wnd": 32,  # the largest SND.WND the peer offered (sender SWS avoidance)
+        # Keep-alives (hdl/tcp/keepalive.py), in timestamp-clock ticks.
+        "ka_idle": 32,  # 0: off
+        "ka_intvl": 32,
+        "ka_count": 4,
+        "ka_probes": 4,  # probes sent and not answered
+        "ka_due": 32,
         # Reassembly (hdl/tcp/reassembly.py): held ranges beyond RCV.NXT, and a FIN
         # beyond a hole.
         "ooo": data.ArrayLayout(
@@ -67,6 +76,14 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "sack_first": range(config.reassembly_intervals),  # holds the latest segment
         "fin_held": 1,
         "fin_at": 32,
+        # Congestion control (hdl/tcp/congestion.py, hdl/tcp/recovery.py).
+        "cwnd": 32,
+        "ssthresh": 32,
+        "cc_state": algorithm(config.congestion).state_layout,
+        "dupacks": 2,  # duplicate ACKs in a row (3: as many or more)
+        "in_recovery": 1,  # fast recovery until an ACK covers ``recover``
+        "recover": 32,  # RFC 6582: SND.MAX when recovery (or the last timeout) began
+        "rexmit": 1,  # the output routine sends the segment at SND.UNA again
         # Retransmission (RFC 6298) and the connection timer.
         "rto": 32,
         "srtt": 35,

@@ -22,6 +22,8 @@ from amaranth.hdl import Mux
 from ..host_if import EventKind
 from ..proto import tcp
 from .event_context import EventSlot
+from .keepalive import keepalive_due, probe_or_give_up
+from .recovery import on_timeout
 from .seq import seq_diff, seq_lt
 from .states import TcpState
 
@@ -59,6 +61,8 @@ def add_timer_steps(e, o, backoff, listeners):
                 o.room.eq(Mux(t.snd_wnd == 0, 1, t.snd_wnd)),  # or a probe
             ]
             m.next = "retransmit_length"
+            with m.If(e.synchronized):
+                on_timeout(e)  # cwnd = 1 SMSS first (hdl/tcp/recovery.py)
 
     with m.State("timer_check"):
         m.next = "finish"
@@ -79,6 +83,8 @@ def add_timer_steps(e, o, backoff, listeners):
             # The delayed ACK is due (MUST-40).
             e.send_ack()
             e.count("tcp_delayed_acks")
+        with m.Elif(keepalive_due(e)):
+            probe_or_give_up(e)  # hdl/tcp/keepalive.py
 
     o.add_length_step(e, "retransmit_length", "retransmit_send")
 

@@ -19,6 +19,7 @@ s3.10.6 STATUS                    (the host reads counters and events instead)
 
 from ..host_if import CommandOp, ErrorCode, EventKind, SocketOption
 from .event_context import EventSlot
+from .keepalive import rearm
 from .seq import seq_lt
 from .states import SYNCHRONIZED, TcpState
 
@@ -141,6 +142,20 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                             m.d.sync += t.quickack.eq(c.value[0])
                             with m.If(c.value[0] & t.ack_pending & e.synchronized):
                                 e.send_ack()  # what is owed goes now
+                        with m.Case(SocketOption.KEEPALIVE_IDLE):
+                            m.d.sync += t.ka_idle.eq(c.value)
+                            rearm(e, c.value)
+                        with m.Case(SocketOption.KEEPALIVE_INTERVAL):
+                            m.d.sync += t.ka_intvl.eq(c.value)
+                        with m.Case(SocketOption.KEEPALIVE_COUNT):
+                            with m.If((c.value == 0) | (c.value > 15)):
+                                e.error(ErrorCode.BAD_OPTION)
+                            with m.Else():
+                                m.d.sync += t.ka_count.eq(c.value)
+                        with m.Case(SocketOption.NODELAY):
+                            m.d.sync += t.nodelay.eq(c.value[0])
+                            with m.If(c.value[0]):
+                                e.enqueue()  # what Nagle held goes now
                         with m.Default():
                             e.error(ErrorCode.BAD_OPTION)
                 with m.Case(CommandOp.SHUTDOWN):

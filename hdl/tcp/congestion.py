@@ -1,0 +1,207 @@
+"""Congestion control: the per-connection congestion window of RFC 5681, with the
+algorithm that grows and cuts it as a pluggable part.
+
+The engine keeps ``cwnd``, ``ssthresh`` and the algorithm's own state in the TCB, and
+sends at most min(cwnd, SND.WND) beyond SND.UNA (:mod:`hdl.tcp.output`).  It classifies
+what each ACK or timeout means and sends one :class:`CcEvent` here with the TCB's
+values; :class:`CongestionControl` returns the new ``cwnd``, ``ssthresh`` and state,
+which the engine writes back.  No per-connection state lives in this component.
+
+What every algorithm shares is done here (RFC 5681, RFC 6582, RFC 6928):
+
+=================  ==================================================================
+event              rule
+=================  ==================================================================
+``INIT``           the connection is established: cwnd = IW (RFC 6928:
+                   min(N * SMSS, max(2 * SMSS, N * 1460)), N = ``initial_window``),
+                   or 1 SMSS if a SYN was retransmitted (RFC 5681 s3.1); ssthresh
+                   arbitrarily high
+``ACK``            new data acknowledged outside loss recovery: the algorithm's
+                   ``on_ack`` (slow start, congestion avoidance)
+``LOSS``           the third duplicate ACK (fast retransmit, RFC 5681 s3.2 steps 2-3):
+                   ssthresh = the algorithm's ``on_loss``; cwnd = ssthresh + 3 SMSS
+``DUPACK``         a further duplicate ACK in recovery: cwnd += SMSS (s3.2 step 4)
+``PARTIAL``        a partial ACK in recovery (RFC 6582 s3.2 step 5): cwnd -= the bytes
+                   acknowledged, + SMSS if they were at least SMSS
+``EXIT``           the full ACK (RFC 6582 s3.2 step 3, option 1): cwnd =
+                   min(ssthresh, max(FlightSize, SMSS) + SMSS)
+``RTO``            a retransmission timeout (RFC 5681 s3.1, eq. 4): ssthresh = the
+                   algorithm's ``on_loss`` for the first timeout of a segment (held on
+                   repeats, ``repeat``); cwnd = 1 SMSS (the loss window)
+=================  ==================================================================
+
+Writing an algorithm: one module ``hdl/tcp/cc_<name>.py`` with a subclass of
+:class:`CongestionAlgorithm` decorated with :func:`register`; it declares its state
+layout and builds ``on_ack`` and ``on_loss`` from the registered request (it may take
+several cycles: it raises ``done`` when its outputs hold).  ``ToeConfig.congestion``
+names the algorithm a build uses.  docs/congestion.md walks through one.
+"""
+
+import importlib
+import pkgutil
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .seq import seq_min
+
+__all__ = ["CcEvent", "CongestionAlgorithm", "CongestionControl", "algorithm", "register",
+           "cc_request_layout", "cc_result_layout", "initial_window", "SSTHRESH_MAX",
+           "CWND_MAX"]
+
+#: ssthresh "arbitrarily high" (RFC 5681 s3.1) and the largest cwnd (2 GiB - 1).
+SSTHRESH_MAX = (1 << 31) - 1
+CWND_MAX = (1 << 31) - 1
+
+
+class CcEvent(enum.Enum, shape=3):
+    """What happened to the connection (see the module's table)."""
+
+    INIT = 0
+    ACK = 1
+    LOSS = 2
+    DUPACK = 3
+    PARTIAL = 4
+    EXIT = 5
+    RTO = 6
+
+
+def cc_request_layout(state_bits: int) -> data.StructLayout:
+    return data.StructLayout({
+        "event": CcEvent,
+        "acked": 32,  # bytes newly acknowledged (ACK, PARTIAL)
+        "flight": 32,  # FlightSize: SND.MAX - SND.UNA (after the ACK, for EXIT)
+        "smss": 16,
+        "cwnd": 32,
+        "ssthresh": 32,
+        "state": state_bits,  # the algorithm's TCB bits
+        "repeat": 1,  # RTO: the segment had timed out before (ssthresh held)
+        "syn_lost": 1,  # INIT: a SYN or SYN-ACK was retransmitted
+        "now": 32,  # the microsecond time base
+        "srtt_us": 32,  # the smoothed RTT (0 before the first sample)
+    })
+
+
+def cc_result_layout(state_bits: int) -> data.StructLayout:
+    return data.StructLayout({"cwnd": 32, "ssthresh": 32, "state": state_bits})
+
+
+def initial_window(smss, segments: int):
+    """RFC 6928 (with N = ``segments`` for its 10): min(N * SMSS, max(2 * SMSS, N * 1460))."""
+    n_smss = smss * segments
+    floor = Mux(smss * 2 > segments * 1460, smss * 2, segments * 1460)
+    return Mux(n_smss < floor, n_smss, floor)
+
+
+_ALGORITHMS: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make a :class:`CongestionAlgorithm` selectable by its ``name``."""
+    _ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def algorithm(name: str) -> type:
+    """The algorithm class called ``name``, from the ``cc_*`` modules of this package."""
+    package = __name__.rsplit(".", 1)[0]
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if info.name.startswith("cc_"):
+            importlib.import_module(f"{package}.{info.name}")
+    if name not in _ALGORITHMS:
+        raise ValueError(f"unknown congestion control {name!r}; known: {sorted(_ALGORITHMS)}")
+    return _ALGORITHMS[name]
+
+
+class CongestionAlgorithm:
+    """One congestion control algorithm: how cwnd grows on ACKs and what ssthresh a
+    loss leaves.  Subclasses set ``name`` and ``state_layout`` and implement
+    :meth:`elaborate`."""
+
+    name = ""
+    state_layout = data.StructLayout({"unused": 1})
+
+    def __init__(self, config):
+        self.cfg = config
+
+    def state_of(self, r):
+        """The request's algorithm state, as a view of :attr:`state_layout`."""
+        return data.View(self.state_layout, r.state)
+
+    def elaborate(self, m: Module, r) -> dict:
+        """Build the algorithm from the registered request ``r``
+        (:func:`cc_request_layout`).  Return a dict of values: ``on_ack`` (cwnd after
+        the ACK of ``r.acked`` bytes), ``ack_state``, ``on_loss`` (ssthresh after a
+        loss), ``loss_state``, ``init_state``, and ``done`` (the values hold now; a
+        multi-cycle algorithm raises it when they do, from the cycle after the request
+        was taken)."""
+        raise NotImplementedError
+
+
+class CongestionControl(wiring.Component):
+    """The rules every algorithm shares, around one :class:`CongestionAlgorithm`.
+
+    Ports
+    -----
+    request : In(stream of :func:`cc_request_layout`)
+    result : Out(stream of :func:`cc_result_layout`)
+
+    Latency: a request taken on edge t is answered from edge t + 2 with a one-cycle
+    algorithm (one cycle more per extra cycle of a multi-cycle one).  One request at
+    a time.
+    """
+
+    def __init__(self, config, name: str | None = None):
+        self.cfg = config
+        self.algorithm = algorithm(name or config.congestion)(config)
+        self.state_bits = self.algorithm.state_layout.size
+        super().__init__({
+            "request": In(stream.Signature(cc_request_layout(self.state_bits))),
+            "result": Out(stream.Signature(cc_result_layout(self.state_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layout = self.algorithm.state_layout
+        r = Signal(cc_request_layout(self.state_bits))
+        busy = Signal()
+        m.d.comb += self.request.ready.eq(~busy & ~self.result.valid)
+        with m.If(self.request.valid & self.request.ready):
+            m.d.sync += [r.eq(self.request.payload), busy.eq(1)]
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += self.result.valid.eq(0)
+
+        a = self.algorithm.elaborate(m, r)
+        smss = r.smss
+        cwnd, ssthresh, state = Signal(32), Signal(32), Signal(layout)
+        m.d.comb += [cwnd.eq(r.cwnd), ssthresh.eq(r.ssthresh), state.eq(r.state)]
+        with m.Switch(r.event):
+            with m.Case(CcEvent.INIT):
+                iw = initial_window(smss, self.cfg.initial_window)
+                m.d.comb += [cwnd.eq(Mux(r.syn_lost, smss, iw)), ssthresh.eq(SSTHRESH_MAX),
+                             state.eq(a["init_state"])]
+            with m.Case(CcEvent.ACK):
+                m.d.comb += [cwnd.eq(seq_min(a["on_ack"], CWND_MAX)),
+                             state.eq(a["ack_state"])]
+            with m.Case(CcEvent.LOSS):
+                m.d.comb += [ssthresh.eq(a["on_loss"]), cwnd.eq(a["on_loss"] + 3 * smss),
+                             state.eq(a["loss_state"])]
+            with m.Case(CcEvent.DUPACK):
+                m.d.comb += cwnd.eq(seq_min(r.cwnd + smss, CWND_MAX))
+            with m.Case(CcEvent.PARTIAL):
+                left = Mux(r.acked < r.cwnd, r.cwnd - r.acked, 0)
+                m.d.comb += cwnd.eq(Mux(r.acked >= smss, left + smss, Mux(left, left, smss)))
+            with m.Case(CcEvent.EXIT):
+                grown = Mux(r.flight > smss, r.flight, smss) + smss
+                m.d.comb += cwnd.eq(Mux(grown < r.ssthresh, grown, r.ssthresh))
+            with m.Case(CcEvent.RTO):
+                with m.If(~r.repeat):
+                    m.d.comb += [ssthresh.eq(a["on_loss"]), state.eq(a["loss_state"])]
+                m.d.comb += cwnd.eq(smss)
+        with m.If(busy & a["done"]):
+            m.d.sync += [busy.eq(0), self.result.valid.eq(1),
+                         self.result.payload.cwnd.eq(cwnd),
+                         self.result.payload.ssthresh.eq(ssthresh),
+                         self.result.payload.state.eq(state)]
+        return m

@@ -1,0 +1,130 @@
+"""Loss recovery and the congestion window, as steps of the TCP engine: what an ACK or
+a timeout means for cwnd (RFC 5681 s3, RFC 6582 NewReno, RFC 3042 limited transmit).
+
+The arrival and timer steps classify (``classify_ack``, ``on_timeout``, ``on_open``);
+the rule for each class is :class:`~hdl.tcp.congestion.CongestionControl`'s, reached
+through two steps: ``cwnd_update`` (the request, with the TCB's cwnd, ssthresh and the
+algorithm's state) and ``cwnd_wait`` (the result written into the TCB), then the text
+steps of the segment or the retransmission of the timeout.
+
+Duplicate ACKs (RFC 5681 s2): data outstanding, no text, neither SYN nor FIN, SEG.ACK =
+SND.UNA and the same window.  The first two each let one new segment beyond cwnd go
+(limited transmit: :mod:`hdl.tcp.output` adds ``dupacks`` * SMSS to cwnd); the third
+starts fast retransmit if SEG.ACK is beyond ``recover`` (RFC 6582 s3.2 step 1):
+``recover`` = SND.MAX, the segment at SND.UNA is sent again by the output routine
+(``rexmit``), and recovery lasts until an ACK covers ``recover``.  In recovery a
+partial ACK sends the next segment at SND.UNA again at once (RFC 6582 s3.2 step 5).  A
+timeout ends recovery and sets ``recover`` = SND.MAX (RFC 6582 s4).
+"""
+
+from amaranth.hdl import Signal
+
+from .congestion import CcEvent
+from .event_context import EventSource
+from .seq import seq_diff, seq_lt
+
+__all__ = ["CongestionRegisters", "add_recovery_steps", "classify_ack", "on_timeout",
+           "on_open"]
+
+
+class CongestionRegisters:
+    """The congestion event the current event raises (``on``), for ``cwnd_update``."""
+
+    def __init__(self):
+        self.on = Signal()
+        self.event = Signal(CcEvent)
+        self.acked = Signal(32)
+        self.flight = Signal(32)
+        self.repeat = Signal()
+        self.syn_lost = Signal()
+
+
+def _raise(e, event, acked=0, flight=0, repeat=0, syn_lost=0):
+    r = e.cc
+    e.m.d.sync += [r.on.eq(1), r.event.eq(event), r.acked.eq(acked), r.flight.eq(flight),
+                   r.repeat.eq(repeat), r.syn_lost.eq(syn_lost)]
+    e.m.next = "cwnd_update"
+
+
+def on_open(e):
+    """The connection is established: the initial window (RFC 6928, or one segment if a
+    SYN was retransmitted, RFC 5681 s3.1)."""
+    t = e.t
+    e.m.d.sync += [t.dupacks.eq(0), t.in_recovery.eq(0), t.recover.eq(t.iss), t.rexmit.eq(0)]
+    _raise(e, CcEvent.INIT, syn_lost=t.backoff != 0)
+
+
+def on_timeout(e):
+    """A retransmission timeout in a synchronized state (RFC 5681 s3.1, RFC 6582 s4)."""
+    t = e.t
+    e.m.d.sync += [t.dupacks.eq(0), t.in_recovery.eq(0), t.recover.eq(t.snd_max),
+                   t.rexmit.eq(0)]
+    _raise(e, CcEvent.RTO, flight=seq_diff(t.snd_max, t.snd_una), repeat=t.backoff != 0)
+
+
+def classify_ack(e, ack, new_data):
+    """In ``seg_check_ack``, an acceptable ACK ``ack``; ``new_data``: it acknowledges
+    something new (SND.UNA < SEG.ACK)."""
+    m, t, s = e.m, e.t, e.s
+    acked = seq_diff(ack, t.snd_una)
+    with m.If(new_data):
+        m.d.sync += t.dupacks.eq(0)
+        with m.If(t.in_recovery & seq_lt(ack, t.recover)):
+            # RFC 6582 s3.2 step 5: a partial ACK; the next hole goes at once.
+            m.d.sync += t.rexmit.eq(1)
+            e.enqueue()
+            _raise(e, CcEvent.PARTIAL, acked=acked)
+        with m.Elif(t.in_recovery):
+            # Step 3: the full ACK ends recovery.
+            m.d.sync += t.in_recovery.eq(0)
+            _raise(e, CcEvent.EXIT, flight=seq_diff(t.snd_max, ack))
+        with m.Else():
+            _raise(e, CcEvent.ACK, acked=acked)
+    with m.Else():
+        duplicate = ((ack == t.snd_una) & (t.snd_max != t.snd_una)
+                     & (s.tcp_payload_len == 0) & ~e.f_syn & ~e.f_fin
+                     & (e.seg_wnd == t.snd_wnd))
+        with m.If(duplicate & t.in_recovery):
+            e.enqueue()  # the inflated window may let new data go (step 4)
+            _raise(e, CcEvent.DUPACK)
+        with m.Elif(duplicate):
+            with m.If(t.dupacks != 3):
+                m.d.sync += t.dupacks.eq(t.dupacks + 1)
+            with m.If((t.dupacks == 2) & seq_lt(t.recover, ack)):
+                # The third: fast retransmit (RFC 5681 s3.2 steps 2-3).
+                m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1)]
+                e.count("tcp_fast_retransmits")
+                e.enqueue()
+                _raise(e, CcEvent.LOSS, flight=seq_diff(t.snd_max, t.snd_una))
+            with m.Elif(t.dupacks < 2):
+                e.enqueue()  # limited transmit (RFC 3042)
+
+
+def add_recovery_steps(e, cc):
+    """``cwnd_update`` and ``cwnd_wait`` (``cc``: the CongestionControl)."""
+    m, t = e.m, e.t
+
+    with m.State("cwnd_update"):
+        req = cc.request
+        m.d.comb += [
+            req.valid.eq(1),
+            req.p.event.eq(e.cc.event), req.p.acked.eq(e.cc.acked),
+            req.p.flight.eq(e.cc.flight), req.p.repeat.eq(e.cc.repeat),
+            req.p.syn_lost.eq(e.cc.syn_lost),
+            req.p.smss.eq(t.snd_mss), req.p.cwnd.eq(t.cwnd), req.p.ssthresh.eq(t.ssthresh),
+            req.p.state.eq(t.cc_state), req.p.now.eq(e.now),
+            req.p.srtt_us.eq(t.srtt[3:]),
+        ]
+        with m.If(req.ready):
+            m.next = "cwnd_wait"
+
+    with m.State("cwnd_wait"):
+        res = cc.result
+        m.d.comb += res.ready.eq(1)
+        with m.If(res.valid):
+            m.d.sync += [t.cwnd.eq(res.p.cwnd), t.ssthresh.eq(res.p.ssthresh),
+                         t.cc_state.eq(res.p.state), e.cc.on.eq(0)]
+            with m.If(e.src == EventSource.TIMER):
+                m.next = "retransmit_length"
+            with m.Else():
+                m.next = "seg_text"

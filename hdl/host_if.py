@@ -57,6 +57,7 @@ class CommandOp(enum.Enum, shape=4):
     ABORT = 7  # conn: send RST, release (RFC 9293 s3.10.5)
     CREDIT = 8  # conn, value = bytes the host can take more on the RX stream
     SET_OPTION = 9  # conn, port = a SocketOption, value: set a per-connection option
+    GET_INFO = 10  # conn, port = an InfoField, tag: answered by INFO (as Linux's TCP_INFO)
 
 
 class SocketOption(enum.Enum, shape=16):
@@ -68,6 +69,24 @@ class SocketOption(enum.Enum, shape=16):
     KEEPALIVE_IDLE = 3  # value: idle time before the first probe; 0 turns keep-alives off
     KEEPALIVE_INTERVAL = 4  # value: time between probes (default 75 s)
     KEEPALIVE_COUNT = 5  # value: unanswered probes before the reset, 1..15 (default 10)
+
+
+class InfoField(enum.Enum, shape=16):
+    """What ``GET_INFO`` reads of a connection (the ``port`` field); times in us."""
+
+    CWND = 0  # the congestion window, bytes
+    SSTHRESH = 1
+    SRTT_US = 2  # the smoothed RTT (0 before the first sample)
+    RTTVAR_US = 3
+    RTO_US = 4
+    FLIGHT = 5  # SND.MAX - SND.UNA: bytes sent and not acknowledged
+    SND_WND = 6  # the peer's window (scaled)
+    RCV_WND = 7  # the window the connection could advertise now
+    RETRANSMITS = 8  # segments sent again (after a timeout or fast), this connection
+    SND_MSS = 9
+    STATE = 10  # TcpState
+    OPTIONS = 11  # bit 0 window scaling, 1 timestamps, 2 SACK; bits 4..7 the peer's
+    #               shift, 8..11 ours (as TCP_INFO's tcpi_options and wscales)
 
 
 class EventKind(enum.Enum, shape=4):
@@ -87,6 +106,7 @@ class EventKind(enum.Enum, shape=4):
     TIMEOUT = 10  # conn: R2 exceeded (MUST-20..23), the connection was aborted
     ERROR = 11  # conn, tag, code: a command or TX data was refused
     RELEASED = 12  # conn: the id is free again
+    INFO = 13  # conn, tag, value: the InfoField a GET_INFO asked for
 
 
 class ErrorCode(enum.Enum, shape=5):

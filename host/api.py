@@ -97,7 +97,7 @@ from typing import Any, Protocol, TypeVar
 
 from toe.hdl.config import ToeConfig
 from toe.hdl.csr_map import key_register_writes
-from toe.hdl.host_if import SocketOption
+from toe.hdl.host_if import InfoField, SocketOption
 from toe.hdl.tcp.keepalive import ticks
 
 from .connection import (
@@ -108,6 +108,7 @@ from .connection import (
     closed_exception,
     ending_exception,
 )
+from .happenings import TcpInfo
 from .protocol import (
     DEFAULT_RX_BUFFER,
     Accepted,
@@ -118,6 +119,7 @@ from .protocol import (
     EngineProtocol,
     Error,
     Happening,
+    Info,
     Listening,
     Refused,
     Released,
@@ -353,6 +355,8 @@ class Engine:
                     c._error = h.exception()
             case Listening(tag=tag) | Unlistened(tag=tag):
                 self._answer_with(tag, True)
+            case Info(tag=tag, value=value):
+                self._answer_with(tag, value)
             case Released(conn=conn):
                 self._conns.pop(conn, None)
             case Closed():
@@ -768,6 +772,15 @@ class Connection:
         (the default: ``ToeConfig.ack_delay_us``), as Linux's ``TCP_QUICKACK``."""
         self._engine.protocol.set_option(self._rec.conn, SocketOption.QUICKACK, int(on))
         self._engine._kick()
+
+    async def tcp_info(self) -> TcpInfo:
+        """The connection as the engine has it now (``GET_INFO`` of every
+        :class:`~hdl.host_if.InfoField`): cwnd, ssthresh, SRTT, RTO, the bytes in
+        flight, the windows, retransmissions, as Linux's ``TCP_INFO``."""
+        engine, proto = self._engine, self._engine.protocol
+        tags = {f: engine._expect(proto.get_info(self._rec.conn, f)) for f in InfoField}
+        engine._kick()
+        return TcpInfo.from_fields({f: await engine._answer(tag) for f, tag in tags.items()})
 
     def set_nodelay(self, on: bool = True) -> None:
         """Turn the Nagle algorithm off (``on``) or back on (the default), as Linux's

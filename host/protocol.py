@@ -79,6 +79,7 @@ from toe.hdl.host_if import (
     CommandOp,
     ErrorCode,
     EventKind,
+    InfoField,
     SocketOption,
     command_layout,
     data_layout,
@@ -99,13 +100,31 @@ from .connection import (
     engine_error,
     format_addr,
 )
+from .happenings import (  # re-exported: the protocol's vocabulary
+    Accepted,
+    Acked,
+    Closed,
+    Connected,
+    Connecting,
+    DataReceived,
+    EndOfStream,
+    Error,
+    Happening,
+    Info,
+    Listening,
+    Refused,
+    Released,
+    Reset,
+    TimedOut,
+    Unlistened,
+)
 
 __all__ = [
     "EngineProtocol", "ConnState", "ConnStats", "ConnectionRecord", "ListenerRecord",
     "EngineError", "engine_error",
     "Happening", "Listening", "Unlistened", "Connecting", "Connected", "Accepted",
     "DataReceived", "EndOfStream", "Acked", "Closed", "Reset", "Refused", "TimedOut",
-    "Error", "Released",
+    "Error", "Released", "Info",
     "EPHEMERAL_PORTS", "DEFAULT_RX_BUFFER", "format_addr", "parse_addr",
 ]
 
@@ -134,137 +153,6 @@ def parse_addr(addr: int | str) -> int:
     if not 0 <= addr <= _MASK32:
         raise ValueError(f"address out of range: {addr!r}")
     return addr
-
-
-# ------------------------------------------------------------------ happenings
-
-
-@dataclass(frozen=True)
-class Happening:
-    """Base class of what the core reports to the layer above."""
-
-
-@dataclass(frozen=True)
-class Listening(Happening):
-    """``listen(port)`` succeeded."""
-
-    tag: int
-    port: int
-
-
-@dataclass(frozen=True)
-class Unlistened(Happening):
-    """``unlisten(port)`` succeeded; the listener is gone."""
-
-    tag: int
-    port: int
-
-
-@dataclass(frozen=True)
-class Connecting(Happening):
-    """``connect()`` got its connection id; the SYN is on its way."""
-
-    tag: int
-    conn: int
-
-
-@dataclass(frozen=True)
-class Connected(Happening):
-    """An active open completed (``ESTABLISHED``)."""
-
-    tag: int
-    conn: int
-
-
-@dataclass(frozen=True)
-class Accepted(Happening):
-    """A passive open completed; the connection waits in the listener's accept queue."""
-
-    conn: int
-    port: int
-    remote_addr: int
-    remote_port: int
-
-
-@dataclass(frozen=True)
-class DataReceived(Happening):
-    """Bytes of the peer's stream, in order (one engine delivery)."""
-
-    conn: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class EndOfStream(Happening):
-    """Every byte of the peer's stream has been received (after its FIN)."""
-
-    conn: int
-
-
-@dataclass(frozen=True)
-class Acked(Happening):
-    """The peer acknowledged ``n`` more bytes (send credit returned)."""
-
-    conn: int
-    n: int
-
-
-@dataclass(frozen=True)
-class Closed(Happening):
-    """The close handshake finished (the engine's connection reached CLOSED)."""
-
-    conn: int
-
-
-@dataclass(frozen=True)
-class Reset(Happening):
-    """The peer reset an established connection."""
-
-    conn: int
-
-
-@dataclass(frozen=True)
-class Refused(Happening):
-    """The peer refused ``connect()`` (RST to the SYN).  The id is released by the core."""
-
-    conn: int
-    tag: int | None
-
-
-@dataclass(frozen=True)
-class TimedOut(Happening):
-    """Retransmissions gave up (R2); the connection was aborted by the engine.
-
-    ``tag`` is the ``connect()`` request when the connection never opened.
-    """
-
-    conn: int
-    tag: int | None
-
-
-@dataclass(frozen=True)
-class Error(Happening):
-    """An ``ERROR`` event.
-
-    For a failed request (``LISTEN``, ``UNLISTEN``, ``CONNECT``): ``tag`` and ``op`` are
-    set, ``conn`` is None.  For a connection (a refused command or TX data): ``conn``.
-    """
-
-    code: ErrorCode
-    conn: int | None = None
-    tag: int | None = None
-    op: CommandOp | None = None
-
-    def exception(self) -> EngineError:
-        what = self.op.name if self.op is not None else f"connection {self.conn}"
-        return engine_error(self.code, what)
-
-
-@dataclass(frozen=True)
-class Released(Happening):
-    """The engine released the connection id; the connection is gone for good."""
-
-    conn: int
 
 
 # ------------------------------------------------------------------ records
@@ -534,6 +422,16 @@ class EngineProtocol:
         option = SocketOption(option)
         self._command(CommandOp.SET_OPTION, conn=conn, port=option.value, value=int(value))
 
+    def get_info(self, conn: int, field: InfoField) -> int:
+        """Ask for one :class:`InfoField` of the connection (``GET_INFO``); returns the
+        tag, answered by :class:`Info` (or :class:`Error` with ``op=GET_INFO``)."""
+        rec = self.connection(conn)
+        field = InfoField(field)
+        tag = self._new_tag()
+        self._requests[tag] = _Request(CommandOp.GET_INFO, field.value)
+        self._command(CommandOp.GET_INFO, conn=rec.conn, port=field.value, tag=tag)
+        return tag
+
     def close(self, conn: int) -> None:
         """Close; the id is released when the engine is done (:class:`Released`).
 
@@ -746,7 +644,17 @@ class EngineProtocol:
         self._events.append(TimedOut(rec.conn, None if rec.machine.established else rec.tag))
         self._after_death(rec)
 
+    def _on_info(self, ev, code) -> None:
+        req = self._take_request(ev.tag, CommandOp.GET_INFO)
+        if req is not None:
+            self._events.append(Info(ev.conn, ev.tag, InfoField(req.port), ev.value))
+
     def _on_error(self, ev, code) -> None:
+        req = self._requests.get(ev.tag)
+        if req is not None and req.op == CommandOp.GET_INFO:
+            del self._requests[ev.tag]  # any refusal answers it (no connection, no field)
+            self._events.append(Error(code, tag=ev.tag, op=req.op))
+            return
         if code in _REQUEST_CODES and ev.tag in self._requests:
             req = self._requests.pop(ev.tag)
             if (req.op == CommandOp.CONNECT and code == ErrorCode.PORT_IN_USE
@@ -803,6 +711,7 @@ class EngineProtocol:
         EventKind.TIMEOUT: _on_timeout,
         EventKind.ERROR: _on_error,
         EventKind.RELEASED: _on_released,
+        EventKind.INFO: _on_info,
     }
 
     # ------------------------------------------------------------ helpers

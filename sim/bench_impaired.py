@@ -4,9 +4,10 @@ For each wire -- clean, 2 % of frames reordered, 1 % lost -- a bulk transfer eac
 (Linux -> engine, then engine -> Linux; SHA-256 checked), the goodput and its ratio to
 the clean wire's, and what each end did about it: the engine's duplicate ACKs for
 out-of-order text (``tcp_out_of_order``), ACKs with SACK blocks (``tcp_sack_acks``),
-delayed ACKs, retransmissions, and Linux's retransmitted segments (``nstat``).  The
-impairment is the NIC's own (``sim.vnic.Impairment``, both directions, seeded), so a
-run is repeatable up to the timing of the host.
+delayed ACKs, D-SACKs, retransmissions after a timeout and fast retransmissions
+(``tcp_retransmits``, ``tcp_fast_retransmits``), and Linux's retransmitted segments
+(``nstat``).  The impairment is the NIC's own (``sim.vnic.Impairment``, both
+directions, seeded), so a run is repeatable up to the timing of the host.
 """
 
 import asyncio
@@ -28,7 +29,7 @@ WIRES = {
     "loss_1pct": Impairment(loss=0.01, seed=7),
 }
 COUNTERS = ("tcp_out_of_order", "tcp_sack_acks", "tcp_dsack_acks", "tcp_delayed_acks",
-            "tcp_retransmits", "tcp_ooo_dropped", "tcp_paws_drops")
+            "tcp_retransmits", "tcp_fast_retransmits", "tcp_ooo_dropped", "tcp_paws_drops")
 
 
 def _kernel_retransmits(nic: VirtualNic) -> int:

@@ -10,8 +10,9 @@ The peer announces an MSS of 100, so SMSS = 100 and IW10 = min(10 * 100, max(200
 from engine_bench import BENCH_CONFIG, MOD, Peer, run
 from engine_fixtures import established, syn_sent
 
-from toe.hdl.host_if import EventKind
+from toe.hdl.host_if import CommandOp, ErrorCode, EventKind, InfoField
 from toe.hdl.tcp.congestion import SSTHRESH_MAX
+from toe.hdl.tcp.tcb import TcpState
 
 CC = BENCH_CONFIG.replace(tx_ring_bytes=1 << 16, initial_window=10)
 SMSS = 100
@@ -191,4 +192,35 @@ def test_timeout_leaves_a_loss_window_of_one_segment():
         _ack(b, c, base + SMSS)
         assert [s.seq for s in await b.burst()] == [(base + SMSS) % MOD,
                                                     (base + 2 * SMSS) % MOD]
+    run(body, CC)
+
+
+def test_get_info_reads_the_connection():
+    """GET_INFO (hdl/host_if.py InfoField, as Linux's TCP_INFO): an INFO event with the
+    command's tag carries the field: cwnd and ssthresh after a fast retransmit, the
+    flight, the retransmissions of this connection, SND.MSS, the state; a field that
+    does not exist gets ERROR(BAD_OPTION)."""
+    async def body(b):
+        c = await _sender(b)
+        base = c.iss + 1
+        await b.burst()
+        for _ in range(3):
+            _ack(b, c, base)
+            await b.burst()
+        tcb = b.tcb(c.id)
+
+        async def info(field):
+            tag = b.command(CommandOp.GET_INFO, c.id, port=field.value)
+            ev = await b.event(EventKind.INFO, conn=c.id, tag=tag)
+            return ev.value
+
+        assert await info(InfoField.CWND) == tcb["cwnd"] == 6 * SMSS + 3 * SMSS
+        assert await info(InfoField.SSTHRESH) == 6 * SMSS
+        assert await info(InfoField.FLIGHT) == 12 * SMSS
+        assert await info(InfoField.RETRANSMITS) == 1
+        assert await info(InfoField.SND_MSS) == SMSS
+        assert await info(InfoField.STATE) == TcpState.ESTABLISHED.value
+        assert await info(InfoField.RTO_US) == tcb["rto"]
+        tag = b.command(CommandOp.GET_INFO, c.id, port=999)
+        assert (await b.event(EventKind.ERROR, tag=tag)).code == ErrorCode.BAD_OPTION
     run(body, CC)

@@ -26,6 +26,7 @@ from toe.hdl.host_if import (
     CommandOp,
     ErrorCode,
     EventKind,
+    InfoField,
     SocketOption,
     command_layout,
     data_layout,
@@ -919,6 +920,11 @@ class FakeEngine:
             elif op == CommandOp.ABORT:
                 fc.shut = fc.host_closed = fc.dead = True
                 self._release(fc)
+            elif op == CommandOp.GET_INFO:
+                if port >= len(InfoField):
+                    self.event(EventKind.ERROR, ErrorCode.BAD_OPTION, conn=conn, tag=tag)
+                else:  # a made-up value the test can recognise: 1000 * conn + field
+                    self.event(EventKind.INFO, conn=conn, tag=tag, value=1000 * conn + port)
 
     def tx_beat(self, bits: int) -> None:
         beat = self.wire.dat.from_bits(bits)
@@ -1734,4 +1740,26 @@ def test_api_socket_options_send_set_option(kind):
                            (SocketOption.KEEPALIVE_COUNT.value, 3),
                            (SocketOption.KEEPALIVE_IDLE.value, 58594),
                            (SocketOption.KEEPALIVE_IDLE.value, 0)]
+    asyncio.run(main())
+
+
+@both
+def test_api_tcp_info_reads_every_field(kind):
+    """``tcp_info()`` sends one GET_INFO per InfoField (hdl/host_if.py), each with its
+    own tag, and gathers the INFO answers into a TcpInfo; a field that does not exist
+    is refused before anything is sent."""
+    async def main():
+        engine, fake = setup(kind)
+        conn = await engine.connect(PEER, 7)
+        cid = next(iter(fake.conns))
+        info = await conn.tcp_info()
+        assert info.cwnd == 1000 * cid + InfoField.CWND.value
+        assert info.retransmits == 1000 * cid + InfoField.RETRANSMITS.value
+        assert info.options == 1000 * cid + InfoField.OPTIONS.value
+        asks = [c for c in fake.commands if c[0] == CommandOp.GET_INFO]
+        assert sorted(c[3] for c in asks) == [f.value for f in InfoField]
+        assert len({c[2] for c in asks}) == len(InfoField)
+        with pytest.raises(ValueError):
+            engine.protocol.get_info(cid, 99)  # no such field: nothing is sent
+        assert engine.protocol.pending_requests() == {} and fake.violations == []
     asyncio.run(main())

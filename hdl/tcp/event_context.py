@@ -424,7 +424,7 @@ class EventContext:
             # Until the handshake sets the initial window (hdl/tcp/recovery.py).
             t.cwnd.eq(self.cfg.initial_window * tcp.DEFAULT_MSS),
             t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
-            t.rexmit.eq(0),
+            t.rexmit.eq(0), t.retransmits.eq(0),
         ]
         self.offer_options()
 

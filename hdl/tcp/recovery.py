@@ -71,7 +71,7 @@ def classify_ack(e, ack, new_data):
         m.d.sync += t.dupacks.eq(0)
         with m.If(t.in_recovery & seq_lt(ack, t.recover)):
             # RFC 6582 s3.2 step 5: a partial ACK; the next hole goes at once.
-            m.d.sync += t.rexmit.eq(1)
+            m.d.sync += [t.rexmit.eq(1), t.retransmits.eq(t.retransmits + 1)]
             e.enqueue()
             _raise(e, CcEvent.PARTIAL, acked=acked)
         with m.Elif(t.in_recovery):
@@ -92,7 +92,8 @@ def classify_ack(e, ack, new_data):
                 m.d.sync += t.dupacks.eq(t.dupacks + 1)
             with m.If((t.dupacks == 2) & seq_lt(t.recover, ack)):
                 # The third: fast retransmit (RFC 5681 s3.2 steps 2-3).
-                m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1)]
+                m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1),
+                             t.retransmits.eq(t.retransmits + 1)]
                 e.count("tcp_fast_retransmits")
                 e.enqueue()
                 _raise(e, CcEvent.LOSS, flight=seq_diff(t.snd_max, t.snd_una))

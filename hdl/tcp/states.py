@@ -18,7 +18,7 @@ Events are named as the engine's ``trace`` port reports them
   ``FIN`` alike;
 - a host command: ``LISTEN``, ``UNLISTEN``, ``CONNECT`` (OPEN), ``CLOSE`` (SHUTDOWN and
   CLOSE of :mod:`hdl.host_if`, the RFC's CLOSE), ``ABORT``, ``ACCEPT``, ``CREDIT``,
-  ``SET_OPTION``, ``NOP``;
+  ``SET_OPTION``, ``GET_INFO``, ``NOP``;
 - ``written``: the TX writer's report of host bytes, which can carry the end of the
   stream in band (a CLOSE);
 - ``timeout``: the connection's timer (TIME-WAIT, or R2 of the retransmission timer);
@@ -60,8 +60,8 @@ class TcpState(enum.Enum, shape=4):
 SEGMENT_EVENTS = ("RST", "SYN", "SYN-ACK", "FIN", "data", "ACK", "no-ACK")
 #: Every event name the engine's trace can report (see the module docstring).
 EVENTS = SEGMENT_EVENTS + ("LISTEN", "UNLISTEN", "CONNECT", "CLOSE", "ABORT", "ACCEPT",
-                           "CREDIT", "SET_OPTION", "NOP", "written", "timeout", "delivered",
-                           "output")
+                           "CREDIT", "SET_OPTION", "GET_INFO", "NOP", "written", "timeout",
+                           "delivered", "output")
 
 S = TcpState
 #: The synchronized states (RFC 9293 s3.5: every state after the handshake).

@@ -84,6 +84,7 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "in_recovery": 1,  # fast recovery until an ACK covers ``recover``
         "recover": 32,  # RFC 6582: SND.MAX when recovery (or the last timeout) began
         "rexmit": 1,  # the output routine sends the segment at SND.UNA again
+        "retransmits": 16,  # segments sent again, after a timeout or fast (GET_INFO)
         # Retransmission (RFC 6298) and the connection timer.
         "rto": 32,
         "srtt": 35,

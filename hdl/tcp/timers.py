@@ -52,7 +52,8 @@ def add_timer_steps(e, o, backoff, listeners):
             with m.If(t.passive & ~t.accepted):
                 listeners.free_place(t.listener)
         with m.Else():
-            m.d.sync += [t.backoff.eq(t.backoff + 1), t.rtt_active.eq(0)]
+            m.d.sync += [t.backoff.eq(t.backoff + 1), t.rtt_active.eq(0),
+                         t.retransmits.eq(t.retransmits + 1)]
             e.count("tcp_retransmits")
             with m.If(t.backoff + 1 == cfg.r1_retries):
                 e.count("tcp_r1")

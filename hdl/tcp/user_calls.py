@@ -17,10 +17,13 @@ s3.10.6 STATUS                    (the host reads counters and events instead)
 ================================  ===================================================
 """
 
-from ..host_if import CommandOp, ErrorCode, EventKind, SocketOption
+from amaranth.hdl import Cat
+
+from ..host_if import CommandOp, ErrorCode, EventKind, InfoField, SocketOption
 from .event_context import EventSlot
 from .keepalive import rearm
-from .seq import seq_lt
+from .rto import RTTVAR_FRAC_BITS, SRTT_FRAC_BITS
+from .seq import seq_diff, seq_lt
 from .states import SYNCHRONIZED, TcpState
 
 __all__ = ["add_user_call_steps", "begin_close"]
@@ -111,7 +114,8 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                 with m.Else():
                     e.error(ErrorCode.NO_FREE_CONN)
             with m.Case(CommandOp.ACCEPT, CommandOp.SHUTDOWN, CommandOp.CLOSE,
-                        CommandOp.ABORT, CommandOp.CREDIT, CommandOp.SET_OPTION):
+                        CommandOp.ABORT, CommandOp.CREDIT, CommandOp.SET_OPTION,
+                        CommandOp.GET_INFO):
                 m.d.sync += e.ev_listen.eq(0)
                 m.next = "tcb_read"
             with m.Default():
@@ -158,6 +162,8 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                                 e.enqueue()  # what Nagle held goes now
                         with m.Default():
                             e.error(ErrorCode.BAD_OPTION)
+                with m.Case(CommandOp.GET_INFO):
+                    answer_info(e)
                 with m.Case(CommandOp.SHUTDOWN):
                     with m.If(t.fin_queued):
                         e.error(ErrorCode.BAD_STATE)
@@ -222,3 +228,29 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
         with m.If(e.synchronized & ~t.fin_received
                   & e.window_grew((e.d_end + e.cfg.rx_ring_bytes)[:32])):
             e.enqueue()
+
+
+def answer_info(e):
+    """``GET_INFO``: one field of the TCB in an INFO event (tag and conn of the
+    command), or ERROR(BAD_OPTION) for a field that does not exist."""
+    m, t, c = e.m, e.t, e.c
+    values = {
+        InfoField.CWND: t.cwnd,
+        InfoField.SSTHRESH: t.ssthresh,
+        InfoField.SRTT_US: t.srtt[SRTT_FRAC_BITS:],
+        InfoField.RTTVAR_US: t.rttvar[RTTVAR_FRAC_BITS:],
+        InfoField.RTO_US: t.rto,
+        InfoField.FLIGHT: seq_diff(t.snd_max, t.snd_una),
+        InfoField.SND_WND: t.snd_wnd,
+        InfoField.RCV_WND: e.rcv_wnd_now,
+        InfoField.RETRANSMITS: t.retransmits,
+        InfoField.SND_MSS: t.snd_mss,
+        InfoField.STATE: t.state.as_value(),
+        InfoField.OPTIONS: Cat(t.ws_ok, t.ts_ok, t.sack_ok, 0, t.snd_shift, t.rcv_shift),
+    }
+    with m.Switch(c.port):
+        for field, value in values.items():
+            with m.Case(field):
+                e.event(EventSlot.OPEN, EventKind.INFO, value=value)
+        with m.Default():
+            e.error(ErrorCode.BAD_OPTION)

@@ -57,6 +57,11 @@ class ToeConfig:
         (timestamps, PAWS, RTT measurement) and RFC 2018 (SACK-permitted, SACK blocks in
         the ACKs while out-of-order text is held).  All on by default; each can be
         turned off for a build (then the option is neither sent nor accepted).
+    ecn:
+        Explicit Congestion Notification (RFC 3168; RFC 9293 SHLD-8): offered in an
+        active open's SYN (ECE and CWR) and accepted from a peer's; once agreed, new
+        data goes out ECT(0), a CE mark is echoed with ECE until the peer's CWR, and an
+        ECE halves cwnd once per window.  On by default; off, no SYN carries ECE.
     congestion, initial_window:
         The congestion control algorithm (RFC 5681 s3; ``"newreno"``, or any
         ``hdl/tcp/cc_<name>.py``, :mod:`hdl.tcp.congestion`) and the initial window in
@@ -129,6 +134,7 @@ class ToeConfig:
     timestamps: bool = True
     sack: bool = True
     congestion: str = "newreno"
+    ecn: bool = True
     initial_window: int = 10
 
     def __post_init__(self):

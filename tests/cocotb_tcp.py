@@ -682,7 +682,8 @@ async def test_syn_sent_synack(dut):
     b = await start(dut)
     peer = ScriptedPeer(b.config, port=8080, isn=77_000)
     conn, syn = await b.connect(peer, local_port=50000)
-    assert flags_of(syn) == "S" and dict(syn[TCP].options)["MSS"] == b.config.mtu - 40
+    # ECE and CWR: the ECN-setup SYN (RFC 3168 s6.1.1).
+    assert flags_of(syn) == "SEC" and dict(syn[TCP].options)["MSS"] == b.config.mtu - 40
     assert syn[TCP].sport == 50000 and syn[TCP].dport == 8080 and syn[Ether].dst == peer.mac
     peer.take(syn)
     b.tb.send(peer.segment("SA", options=[("MSS", 1460)]))
@@ -755,7 +756,7 @@ async def test_syn_sent_timeout(dut):
     conn, syn = await b.connect(peer)
     for _ in range(b.config.r2_syn_retries):
         again = await b.recv_tcp(timeout_us=4 * b.config.rto_max_us)
-        assert flags_of(again) == "S" and again[TCP].seq == syn[TCP].seq
+        assert flags_of(again) == "SEC" and again[TCP].seq == syn[TCP].seq
     await b.host.event(EventKind.TIMEOUT, conn=conn, timeout_ns=4 * b.config.rto_max_us * US)
     await b.finish()
 

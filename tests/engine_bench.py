@@ -56,7 +56,10 @@ BENCH_CONFIG = ToeConfig(
     fin_wait_2_us=3000, ack_delay_us=0,
     # Tests of the peer's window send more than IW10 of 536-byte segments at once; the
     # congestion window's own tests (test_engine_ports_congestion.py) set 10.
-    initial_window=64)
+    initial_window=64,
+    # SYNs without ECE and CWR, as the tests of the handshake expect; ECN's own tests
+    # (test_engine_ports_ecn.py) turn it on.
+    ecn=False)
 
 @dataclass(frozen=True)
 class Seg:
@@ -77,6 +80,7 @@ class Seg:
     wscale: int | None = None  # a SYN's window scale option
     sack_permitted: bool = False  # a SYN's SACK-permitted option
     sack: tuple = ()  # SACK blocks ((left, right), ...) that fit the option
+    ecn: int = 0  # the IPv4 ECN field (RFC 3168 s5)
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ class SegmentSink:
                 p.payload_pos, syn, p.sport, p.dport, self.bench.now,
                 ts=(p.ts_val, p.ts_ecr) if p.ts_on else None,
                 wscale=p.wscale if syn and p.wscale_on else None,
-                sack_permitted=syn and bool(p.sack_permitted), sack=sack))
+                sack_permitted=syn and bool(p.sack_permitted), sack=sack, ecn=p.ecn))
 
 
 class CopySink:
@@ -489,7 +493,8 @@ class EngineBench:
         return tag
 
     def record(self, peer: Peer, flags: str, length=0, *, seq=None, ack=None, window=None,
-               mss=None, ip_src=None, ts=None, wscale=None, sack_permitted=False, sack=()):
+               mss=None, ip_src=None, ts=None, wscale=None, sack_permitted=False, sack=(),
+               ip_ecn=0):
         """An ``rx_meta_layout`` record of a segment from ``peer`` (as the parser makes it):
         options ``mss``, ``ts`` ((TSval, TSecr)), ``wscale``, ``sack_permitted``,
         ``sack`` (up to 4 (left, right) blocks)."""
@@ -509,7 +514,7 @@ class EngineBench:
             "verdict": Verdict.TCP, "buf_start": self._buf, "buf_end": self._buf + 8,
             "frame_len": 34 + 4 * doff + length, "eth_src": peer.mac,
             "ip_src": peer.ip if ip_src is None else ip_src, "ip_dst": self.config.ip_addr,
-            "ip_ihl": 5, "ip_len": 20 + 4 * doff + length, "ip_ttl": 64,
+            "ip_ihl": 5, "ip_len": 20 + 4 * doff + length, "ip_ttl": 64, "ip_ecn": ip_ecn,
             "tcp_sport": peer.port, "tcp_dport": peer.engine_port, "tcp_seq": seq % MOD,
             "tcp_ack": ack % MOD, "tcp_doff": doff, "tcp_flags": tcp.flag_bits(flags),
             "tcp_window": peer.window if window is None else window,

@@ -51,7 +51,8 @@ async def syn_sent(b: EngineBench, peer: Peer | None = None, *, local_port=50000
     """SYN-SENT: CONNECT; the ARP model answers; the SYN is out (not acknowledged)."""
     peer = peer or Peer(port=8080, engine_port=local_port, isn=77_000)
     tag = b.command(CommandOp.CONNECT, addr=peer.ip, port=peer.port, value=peer.engine_port)
-    syn = await b.next_segment(flags="S")
+    syn = await b.next_segment()
+    assert syn.flags in ("S", "SEC"), syn  # SEC: the ECN-setup SYN (RFC 3168 s6.1.1)
     ev = await b.event(EventKind.CONNECTING, tag=tag)
     peer.take(syn)
     await b.settle()

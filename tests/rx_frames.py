@@ -131,7 +131,8 @@ def tcp_frame(rng: random.Random, payload: int | None = None, options: bytes | N
               ack=rng.getrandbits(32), flags=rng.getrandbits(8), window=rng.getrandbits(16),
               urgptr=rng.getrandbits(16), dataofs=5 + len(options) // 4)
     pkt = (_eth(rng, dst_mac) / IP(src=_peer_ip(rng), dst=dst, ttl=rng.randint(1, 255),
-                                   id=rng.getrandbits(16), flags=rng.choice([0, 2]))
+                                   id=rng.getrandbits(16), flags=rng.choice([0, 2]),
+                                   tos=rng.getrandbits(8))
            / seg / Raw(options + _rand(rng, payload)))
     frame = bytearray(raw(pkt))
     return insert_ip_options(frame, ip_options) if ip_options else frame
@@ -407,7 +408,7 @@ def expected_fields(frame: bytes, verdict_name: str) -> dict:
         return out
     ip = IP(frame[ETH:])
     out.update(ip_src=_ip_int(ip.src), ip_dst=_ip_int(ip.dst), ip_ihl=ip.ihl, ip_len=ip.len,
-               ip_ttl=ip.ttl, ip_csum=ip.chksum)
+               ip_ttl=ip.ttl, ip_ecn=ip.tos & 3, ip_csum=ip.chksum)
     l4 = frame[ETH + 4 * ip.ihl : ETH + ip.len]
     if verdict_name == "ICMP_ECHO":
         out["icmp_csum"] = ICMP(l4).chksum

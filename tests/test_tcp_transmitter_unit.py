@@ -107,6 +107,7 @@ def make_requests(rng, config, count, lengths):
             "ack": rng.getrandbits(32),
             "flags": rng.getrandbits(8),
             "window": rng.getrandbits(16),
+            "ecn": rng.randrange(4),
             "mss": rng.getrandbits(16),
             "wscale": rng.randint(0, tcp.MAX_WSCALE),
             "ts_val": rng.getrandbits(32),
@@ -153,7 +154,7 @@ def check_frame(frame: bytes, req, ident: int, payload: bytes):
     assert pkt.src == "02:00:00:00:00:02"
     assert pkt.type == 0x0800
     ip = pkt[IP]
-    assert (ip.version, ip.ihl, ip.tos) == (4, 5, 0)
+    assert (ip.version, ip.ihl, ip.tos) == (4, 5, req["ecn"]), "DSCP 0, the ECN field"
     assert ip.len == 40 + len(options) + req["payload_len"]
     assert ip.id == ident
     assert int(ip.flags) == 2 and ip.frag == 0, "DF, no fragment offset"

@@ -15,4 +15,6 @@ FRAGMENT_OFFSET_MASK = 0x1FFF
 PROTO_ICMP = 1
 PROTO_TCP = 6
 DEFAULT_TTL = 64  # RFC 1700 / RFC 1122 s3.2.1.7 recommended default
+# The ECN field, the low two bits of the TOS byte (RFC 3168 s5).
+NOT_ECT, ECT_1, ECT_0, CE = 0, 1, 2, 3
 LIMITED_BROADCAST = 0xFFFF_FFFF

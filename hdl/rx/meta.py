@@ -75,6 +75,7 @@ def rx_meta_layout(buffer_ptr_bits: int) -> data.StructLayout:
         "ip_ihl": 4,
         "ip_len": 16,
         "ip_ttl": 8,
+        "ip_ecn": 2,  # the ECN field (RFC 3168 s5)
         "ip_csum": 16,
         "icmp_csum": 16,
         "arp_oper": 16,

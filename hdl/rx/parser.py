@@ -292,6 +292,7 @@ class RxParser(wiring.Component):
                     meta.ip_ihl.eq(ihl),
                     meta.ip_len.eq(ip_len),
                     meta.ip_ttl.eq(b[ip + ipv4.TTL]),
+                    meta.ip_ecn.eq(b[ip + ipv4.TOS][:2]),
                     meta.ip_csum.eq(field(ip + ipv4.CHECKSUM, 2)),
                     meta.icmp_csum.eq(l4_field(icmp.CHECKSUM, 2)),
                     meta.arp_oper.eq(field(a + arp.OPER, 2)),

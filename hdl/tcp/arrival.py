@@ -29,7 +29,7 @@ steps: a challenge ACK instead of acting on a segment that could be blind.
 from amaranth.hdl import Const, Mux, Signal
 
 from ..host_if import ErrorCode, EventKind
-from ..proto import tcp
+from ..proto import ipv4, tcp
 from .conn_table import ConnTableOp
 from .event_context import TS_RECENT_MAX_AGE, TS_TICK_BITS, EventSlot
 from .keepalive import rearm
@@ -294,6 +294,14 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         with m.Else():
             classify_ack(e, ack, seq_lt(t.snd_una, ack))  # congestion (hdl/tcp/recovery.py)
             rearm(e)  # keep-alives (hdl/tcp/keepalive.py)
+            with m.If(t.ecn_ok):
+                # RFC 3168 s6.1.3: ECE on our ACKs from a CE mark until the peer's CWR
+                # (a CE in the segment with the CWR starts it again).
+                with m.If(s.tcp_flags[7]):
+                    m.d.sync += t.ece_pending.eq(0)
+                with m.If(s.ip_ecn == ipv4.CE):
+                    m.d.sync += t.ece_pending.eq(1)
+                    e.count("tcp_ecn_ce")
             with m.If(seq_lt(t.snd_una, ack)):
                 data_from = Mux(seq_lt(t.snd_una, t.iss + 1), t.iss + 1, t.snd_una)[:32]
                 data_to = Mux(seq_lt(t.snd_end, ack), t.snd_end, ack)

@@ -28,6 +28,8 @@ event              rule
 ``RTO``            a retransmission timeout (RFC 5681 s3.1, eq. 4): ssthresh = the
                    algorithm's ``on_loss`` for the first timeout of a segment (held on
                    repeats, ``repeat``); cwnd = 1 SMSS (the loss window)
+``ECE``            an ECN echo, once per window (RFC 3168 s6.1.2): ssthresh = cwnd =
+                   the algorithm's ``on_loss``
 =================  ==================================================================
 
 Writing an algorithm: one module ``hdl/tcp/cc_<name>.py`` with a subclass of
@@ -65,6 +67,7 @@ class CcEvent(enum.Enum, shape=3):
     PARTIAL = 4
     EXIT = 5
     RTO = 6
+    ECE = 7
 
 
 def cc_request_layout(state_bits: int) -> data.StructLayout:
@@ -195,6 +198,9 @@ class CongestionControl(wiring.Component):
             with m.Case(CcEvent.EXIT):
                 grown = Mux(r.flight > smss, r.flight, smss) + smss
                 m.d.comb += cwnd.eq(Mux(grown < r.ssthresh, grown, r.ssthresh))
+            with m.Case(CcEvent.ECE):
+                m.d.comb += [ssthresh.eq(a["on_loss"]), cwnd.eq(a["on_loss"]),
+                             state.eq(a["loss_state"])]
             with m.Case(CcEvent.RTO):
                 with m.If(~r.repeat):
                     m.d.comb += [ssthresh.eq(a["on_loss"]), state.eq(a["loss_state"])]

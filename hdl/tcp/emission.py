@@ -13,7 +13,7 @@ buffer release of the segment.  The trace record of the event leaves with the wr
 from amaranth.hdl import Cat, Mux, Signal
 
 from ..host_if import EventKind
-from ..proto import tcp
+from ..proto import ipv4, tcp
 from .conn_table import ConnTableOp
 from .event_context import EventSlot, EventSource
 from .seq import seq_diff, seq_lt, seq_min
@@ -99,6 +99,14 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                 m.d.sync += e.del_wait.eq(0)
         with m.Elif(e.do_seg):
             seg, out = e.seg, engine.segment
+            # ECN (RFC 3168 s6.1): an ECN-setup SYN (ECE, CWR) or SYN-ACK (ECE); ECE on
+            # every other ACK while a CE mark is unanswered; CWR on the first new data
+            # after a reduction; ECT(0) on new data.
+            syn, ack_on = (seg.flags & tcp.SYN).any(), (seg.flags & tcp.ACK_FLAG).any()
+            rst = (seg.flags & tcp.RST).any()
+            ecn_flags = Mux(syn, Mux(t.ecn_ok, Mux(ack_on, tcp.ECE, tcp.ECE | tcp.CWR), 0),
+                            Mux(t.ecn_ok & t.ece_pending & ack_on & ~rst, tcp.ECE, 0)
+                            | Mux(seg.ect & t.cwr_pending, tcp.CWR, 0))
             m.d.comb += [
                 out.valid.eq(1),
                 out.p.conn.eq(e.cid),
@@ -109,7 +117,8 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                 out.p.seq.eq(seg.seq),
                 # The ACK field is always the final RCV.NXT of the event.
                 out.p.ack.eq(Mux(seg.flags & tcp.ACK_FLAG, t.rcv_nxt, 0)),
-                out.p.flags.eq(seg.flags),
+                out.p.flags.eq(seg.flags | ecn_flags),
+                out.p.ecn.eq(Mux(seg.ect, ipv4.ECT_0, ipv4.NOT_ECT)),
                 out.p.window.eq(Mux(seg.flags & tcp.RST, 0, e.w_field)),
                 out.p.syn_options.eq(seg.syn_options),
                 out.p.mss.eq(cfg.mss),
@@ -127,6 +136,8 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
             ]
             with m.If(out.ready):
                 m.d.sync += [e.do_seg.eq(0), e.emitted.eq(1)]
+                with m.If(seg.ect):
+                    m.d.sync += t.cwr_pending.eq(0)
                 with m.If(e.sack_n != 0):
                     e.count("tcp_sack_acks")
                     with m.If(e.dsack.on):

@@ -85,6 +85,8 @@ ENGINE_COUNTERS = [
     "tcp_fast_retransmits",  # third duplicate ACKs that started fast retransmit
     "tcp_keepalive_probes",  # keep-alive probes sent
     "tcp_keepalive_timeouts",  # connections reset after unanswered keep-alive probes
+    "tcp_ecn_ce",  # segments that arrived marked CE (RFC 3168), echoed with ECE
+    "tcp_ecn_reductions",  # ECEs that reduced cwnd (at most once per window)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -157,7 +159,7 @@ class EventContext:
 
         self.do_seg = Signal()
         self.seg = Signal(data.StructLayout({
-            "flags": 8, "seq": 32, "pos": 32, "len": 16, "syn_options": 1}))
+            "flags": 8, "seq": 32, "pos": 32, "len": 16, "syn_options": 1, "ect": 1}))
         # The window and SACK blocks of the segment, prepared by the emission steps.
         ring_bits = (cfg.rx_ring_bytes).bit_length()
         self.w_space = Signal(ring_bits + 1)
@@ -272,14 +274,15 @@ class EventContext:
         """Strobe the engine counter ``name`` (:data:`ENGINE_COUNTERS`) this cycle."""
         self.m.d.comb += self.strobes[name].eq(1)
 
-    def send(self, flags, seq, pos=0, length=0, syn_options=0):
+    def send(self, flags, seq, pos=0, length=0, syn_options=0, ect=0):
         """Queue a segment; its ACK field is the event's final RCV.NXT (at emission).
         ``syn_options``: a SYN or SYN-ACK, with MSS and the options of the TCB's
-        ``ws_ok``, ``ts_ok``, ``sack_ok``."""
+        ``ws_ok``, ``ts_ok``, ``sack_ok`` (and ECE/CWR if ``ecn_ok``).  ``ect``: new
+        data, ECN-capable (RFC 3168 s6.1.5: never a retransmission)."""
         seg = self.seg
         self.m.d.sync += [self.do_seg.eq(1), seg.flags.eq(flags), seg.seq.eq(seq),
                           seg.pos.eq(pos), seg.len.eq(length),
-                          seg.syn_options.eq(syn_options)]
+                          seg.syn_options.eq(syn_options), seg.ect.eq(ect)]
 
     def send_ack(self):
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."""
@@ -346,6 +349,10 @@ class EventContext:
                                           if passive else (t.ws_ok, t.ts_ok, t.sack_ok))
         ws = ws_offer & o.wscale_valid
         ts = ts_offer & o.ts_valid
+        # RFC 3168 s6.1.1: an ECN-setup SYN has ECE and CWR, an ECN-setup SYN-ACK ECE
+        # alone.
+        ece, cwr = self.s.tcp_flags[6], self.s.tcp_flags[7]
+        ecn = (cfg.ecn & ece & cwr) if passive else (t.ecn_ok & ece & ~cwr)
         self.m.d.sync += [
             t.ws_ok.eq(ws),
             t.snd_shift.eq(Mux(ws, o.wscale, 0)),
@@ -353,6 +360,7 @@ class EventContext:
             t.ts_ok.eq(ts),
             t.ts_recent.eq(o.ts_val), t.ts_recent_at.eq(self.ts_now[16:]),
             t.sack_ok.eq(sack_offer & o.sack_permitted),
+            t.ecn_ok.eq(ecn), t.ece_pending.eq(0), t.cwr_pending.eq(0),
             t.snd_mss.eq(Mux(ts & (self.peer_mss > 2 * tcp.TS_OPTION_BYTES),
                              self.peer_mss - tcp.TS_OPTION_BYTES, self.peer_mss)),
         ]
@@ -361,7 +369,9 @@ class EventContext:
         """A new connection offers every option the build supports."""
         t, cfg = self.t, self.cfg
         self.m.d.sync += [t.ws_ok.eq(cfg.window_scaling), t.ts_ok.eq(cfg.timestamps),
-                          t.sack_ok.eq(cfg.sack), t.snd_shift.eq(0), t.rcv_shift.eq(0),
+                          t.sack_ok.eq(cfg.sack), t.ecn_ok.eq(cfg.ecn),
+                          t.ece_pending.eq(0), t.cwr_pending.eq(0),
+                          t.snd_shift.eq(0), t.rcv_shift.eq(0),
                           t.ts_recent.eq(0)]
 
     def issue_copy(self):

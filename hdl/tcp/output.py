@@ -118,7 +118,8 @@ def send_new(e, o, backoff):
     with m.If(sending & (((length != 0) & worth) | (fin_now & ~data_pending))):
         e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0)
                | Mux((length != 0) & last, tcp.PSH, 0),
-               t.snd_nxt, pos=t.snd_nxt, length=length)
+               t.snd_nxt, pos=t.snd_nxt, length=length,
+               ect=t.ecn_ok & (length != 0) & (t.snd_nxt == t.snd_max))
         next_nxt = (t.snd_nxt + length + fin_now)[:32]
         m.d.sync += t.snd_nxt.eq(next_nxt)
         # SND.NXT never passes SND.MAX except by sending new data, and then

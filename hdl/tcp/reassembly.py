@@ -32,6 +32,7 @@ effect when RCV.NXT reaches it (:mod:`hdl.tcp.arrival`, ``seg_fin``).
 
 from amaranth.hdl import Cat, Mux, Signal
 
+from ..proto import ipv4
 from .seq import NEAR_BITS, near_diff, near_le, seq_diff, seq_lt, seq_min
 from .states import TcpState
 
@@ -102,7 +103,9 @@ def add_text_steps(e, fin_acked_steps):
             # Delayed ACK (RFC 9293 SHLD-18/19, RFC 5681 s4.2): new text in order waits
             # while at most one MSS is unacknowledged; a duplicate is ACKed at once.
             owed = seq_diff(t.rcv_nxt, t.ack_sent)
+            # A CE mark is echoed at once (RFC 3168 s6.1.3).
             delay = ((trim == 0) & (take != 0) & ~t.quickack & ~owed[16:].any()
+                     & ~(t.ecn_ok & (s.ip_ecn == ipv4.CE))
                      & (owed[:16] + s.tcp_payload_len <= cfg.mss))
             with m.If(delay if cfg.ack_delay_us else 0):
                 m.d.sync += t.ack_pending.eq(1)

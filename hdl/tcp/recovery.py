@@ -67,6 +67,15 @@ def classify_ack(e, ack, new_data):
     something new (SND.UNA < SEG.ACK)."""
     m, t, s = e.m, e.t, e.s
     acked = seq_diff(ack, t.snd_una)
+    # RFC 3168 s6.1.2: an ECE reduces cwnd at most once per window (beyond ``recover``,
+    # as a loss would), and the next new data says so with CWR.
+    echo = t.ecn_ok & s.tcp_flags[6] & seq_lt(t.recover, ack)
+
+    def ecn_reduce():
+        m.d.sync += [t.recover.eq(t.snd_max), t.cwr_pending.eq(1)]
+        e.count("tcp_ecn_reductions")
+        _raise(e, CcEvent.ECE, flight=seq_diff(t.snd_max, ack))  # after this ACK
+
     with m.If(new_data):
         m.d.sync += t.dupacks.eq(0)
         with m.If(t.in_recovery & seq_lt(ack, t.recover)):
@@ -78,6 +87,8 @@ def classify_ack(e, ack, new_data):
             # Step 3: the full ACK ends recovery.
             m.d.sync += t.in_recovery.eq(0)
             _raise(e, CcEvent.EXIT, flight=seq_diff(t.snd_max, ack))
+        with m.Elif(echo):
+            ecn_reduce()
         with m.Else():
             _raise(e, CcEvent.ACK, acked=acked)
     with m.Else():
@@ -97,6 +108,8 @@ def classify_ack(e, ack, new_data):
                 e.count("tcp_fast_retransmits")
                 e.enqueue()
                 _raise(e, CcEvent.LOSS, flight=seq_diff(t.snd_max, t.snd_una))
+            with m.Elif(echo):
+                ecn_reduce()
             with m.Elif(t.dupacks < 2):
                 e.enqueue()  # limited transmit (RFC 3042)
 

@@ -48,6 +48,9 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "ts_recent_at": 16,  # when it was set: the timestamp clock's bits 16..31
         "ack_sent": 32,  # Last.ACK.sent: the ACK field of the last segment sent
         "sack_ok": 1,  # SACK blocks may be sent
+        "ecn_ok": 1,  # ECN (RFC 3168): offered, then agreed
+        "ece_pending": 1,  # a CE mark arrived: every ACK carries ECE until the peer's CWR
+        "cwr_pending": 1,  # cwnd was reduced for an ECE: the next new data carries CWR
         # Receive sequence space.
         "irs": 32,
         "rcv_nxt": 32,
@@ -140,6 +143,7 @@ def segment_layout(config: ToeConfig) -> data.StructLayout:
         "sack": data.ArrayLayout(block, 4),
         "payload_pos": 32,
         "payload_len": 16,
+        "ecn": 2,  # the IPv4 ECN field (RFC 3168 s5): ECT(0) on new data once agreed
     })
 
 

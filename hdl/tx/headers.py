@@ -18,14 +18,14 @@ def ethernet_header(dst, src, ethertype: int) -> list:
 
 
 def ipv4_header(*, src, dst, protocol: int, total_length, ident, ttl=ipv4.DEFAULT_TTL,
-                dont_fragment: bool = True, with_checksum: bool = True) -> list:
+                tos=0, dont_fragment: bool = True, with_checksum: bool = True) -> list:
     """A 20-byte IPv4 header without options.
 
     With ``with_checksum=False`` the checksum field is zero, for a caller that computes
     it in a later pipeline stage (see :func:`header_sum`).
     """
     head = (
-        [Const(0x45, 8), Const(0, 8)]
+        [Const(0x45, 8), Const(tos, 8) if isinstance(tos, int) else tos]
         + be_bytes(total_length, 2)
         + be_bytes(ident, 2)
         + be_bytes(Const(ipv4.FLAG_DF if dont_fragment else 0, 16), 2)

@@ -98,6 +98,24 @@ def _bench_impaired(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cwnd_trace(args: argparse.Namespace) -> int:
+    from toe.sim.cwnd_trace import trace_cwnd, write_trace
+    from toe.sim.vnic import can_run_vnic
+
+    why_not = can_run_vnic()
+    if why_not:
+        print(f"toe cwnd-trace: {why_not}", file=sys.stderr)
+        return 1
+    print(f"{args.mib} MiB engine -> Linux at {args.loss * 100:g} % loss, "
+          f"tcp_info every {args.interval * 1000:g} ms ...", flush=True)
+    result = trace_cwnd(size_mib=args.mib, loss=args.loss, interval=args.interval)
+    out = Path(args.out)
+    write_trace(result, out)
+    print(f"{len(result['samples'])} samples in {result['seconds']} s; engine "
+          f"{result['engine']}; {out.with_suffix('.svg')}, {out.with_suffix('.json')}")
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from toe.boards.synth import synthesize
     from toe.sim.bench import SYNTH_CONFIG
@@ -191,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     impaired.add_argument("--out", default="build/bench-impaired.json")
     impaired.add_argument("--mib", type=int, default=16, help="bulk size each way (MiB)")
     impaired.set_defaults(func=_bench_impaired)
+
+    cwnd = sub.add_parser("cwnd-trace", help="the congestion window over a transfer with "
+                          "loss on the virtual NIC, as SVG and JSON (needs root)")
+    cwnd.add_argument("--out", default="build/cwnd.svg")
+    cwnd.add_argument("--mib", type=int, default=4)
+    cwnd.add_argument("--loss", type=float, default=0.01)
+    cwnd.add_argument("--interval", type=float, default=0.005, help="seconds between samples")
+    cwnd.set_defaults(func=_cwnd_trace)
 
     synth = sub.add_parser("synth", help="synthesize the engine for an ECP5 LFE5U-85F-8")
     synth.add_argument("--width", type=int, default=8)

@@ -131,8 +131,7 @@ def tcp_frame(rng: random.Random, payload: int | None = None, options: bytes | N
               ack=rng.getrandbits(32), flags=rng.getrandbits(8), window=rng.getrandbits(16),
               urgptr=rng.getrandbits(16), dataofs=5 + len(options) // 4)
     pkt = (_eth(rng, dst_mac) / IP(src=_peer_ip(rng), dst=dst, ttl=rng.randint(1, 255),
-                                   id=rng.getrandbits(16), flags=rng.choice([0, 2]),
-                                   tos=rng.getrandbits(8))
+                                   id=rng.getrandbits(16), flags=rng.choice([0, 2]))
            / seg / Raw(options + _rand(rng, payload)))
     frame = bytearray(raw(pkt))
     return insert_ip_options(frame, ip_options) if ip_options else frame

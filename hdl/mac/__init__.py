@@ -13,7 +13,8 @@ Layer and data flow::
 Public interface (stable; the board tops in ``boards/`` instantiate these)
 -------------------------------------------------------------------------
 
-``toe.hdl.mac.rgmii.RgmiiPhy(pins, *, rx_delay_ns=0.0, tx_delay_ns=0.0, domain="eth")``
+``toe.hdl.mac.rgmii.RgmiiPhy(pins, *, rx_delay_ns=0.0, tx_delay_ns=0.0, domain="eth",``
+``create_domain=True)``
     ECP5 RGMII PHY interface (the FPGA side of the RGMII link).
 
     ``pins``: an object with the attributes ``rx_clk``, ``rx_ctl`` (or ``rx_ctrl``),
@@ -26,11 +27,14 @@ Public interface (stable; the board tops in ``boards/`` instantiate these)
     3.175 ns) on RXD/RX_CTL and on the TXC output.  Colorlight i9 (B50612D):
     ``rx_delay_ns=2.0``; ECPIX-5 and ButterStick (KSZ9031): ``tx_delay_ns=2.0``.
 
-    Defines the clock domain ``domain`` (default ``"eth"``): clocked by the PHY's
-    125 MHz RXC through the input buffer, reset by ``reset`` (synchronised); TX is clocked
-    from the same clock (TXC is forwarded by an ODDR).  The board top must not define that
-    domain, and should constrain ``phy.rx_clk`` (a ``Signal`` attribute, the buffered RXC)
-    to 125 MHz with ``platform.add_clock_constraint(phy.rx_clk, 125e6)``.
+    Drives the clock domain ``domain`` (default ``"eth"``): clocked by the PHY's 125 MHz
+    RXC through the input buffer, reset by ``reset`` (synchronised); TX is clocked from
+    the same clock (TXC is forwarded by an ODDR).  With ``create_domain=True`` the PHY
+    also defines the domain (the board top must not); Amaranth 0.5.10 warns that a
+    domain defined in one submodule and used in a sibling (the MAC) will not be
+    supported in 0.6, so a board top may instead define ``ClockDomain("eth")`` itself
+    and pass ``create_domain=False``.  Constrain ``phy.rx_clk`` (a ``Signal`` attribute,
+    the buffered RXC) to 125 MHz: ``platform.add_clock_constraint(phy.rx_clk, 125e6)``.
 
     Ports:
 

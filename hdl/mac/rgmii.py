@@ -42,8 +42,11 @@ def _pin(pins, *names):
 class RgmiiPhy(wiring.Component):
     """RGMII at 1000 Mbit/s on ECP5 pads, as a GMII byte interface in the PHY's clock.
 
-    See :mod:`toe.hdl.mac` for the contract.  The clock domain ``domain`` is defined
-    here: RXC through its input buffer, reset by ``reset`` through a reset synchroniser.
+    See :mod:`toe.hdl.mac` for the contract.  The clock domain ``domain`` is clocked by
+    RXC through its input buffer and reset by ``reset`` through a reset synchroniser; it
+    is defined here unless ``create_domain`` is False (then the parent defines
+    ``ClockDomain(domain)`` and this component drives its clock and reset, which is what
+    Amaranth 0.6 will require when siblings use the domain).
     RX: RD/RX_CTL through IDDRX1F (after a DELAYG of ``rx_delay_ns`` when it is not 0),
     then one register.  TX: TD/TX_CTL through ODDRX1F from the same clock; TXC is an
     ODDRX1F sending (1, 0), so it is edge-aligned with TD, then a DELAYG of
@@ -64,7 +67,7 @@ class RgmiiPhy(wiring.Component):
     """
 
     def __init__(self, pins, *, rx_delay_ns: float = 0.0, tx_delay_ns: float = 0.0,
-                 domain: str = "eth"):
+                 domain: str = "eth", create_domain: bool = True):
         self._rx_clk_port = _pin(pins, "rx_clk")
         self._rx_ctl_port = _pin(pins, "rx_ctl", "rx_ctrl")
         self._rx_data_port = _pin(pins, "rx_data")
@@ -74,6 +77,7 @@ class RgmiiPhy(wiring.Component):
         self._rx_taps = delay_taps(rx_delay_ns)
         self._tx_taps = delay_taps(tx_delay_ns)
         self._domain = domain
+        self._create_domain = create_domain
         #: The buffered RXC, the clock of ``domain`` (for a clock constraint).
         self.rx_clk = Signal(name=f"{domain}_rxc")
         super().__init__({
@@ -139,7 +143,8 @@ class RgmiiPhy(wiring.Component):
         # -- the PHY clock domain, from RXC --
         m.submodules.rx_clk_buffer = rx_clk_buffer = io.Buffer("i", self._rx_clk_port)
         m.d.comb += self.rx_clk.eq(rx_clk_buffer.i)
-        m.domains += ClockDomain(domain)
+        if self._create_domain:
+            m.domains += ClockDomain(domain)
         m.d.comb += ClockSignal(domain).eq(self.rx_clk)
         m.submodules.reset_sync = ResetSynchronizer(self.reset, domain=domain)
         if platform is None:

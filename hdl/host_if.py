@@ -69,6 +69,7 @@ class SocketOption(enum.Enum, shape=16):
     KEEPALIVE_IDLE = 3  # value: idle time before the first probe; 0 turns keep-alives off
     KEEPALIVE_INTERVAL = 4  # value: time between probes (default 75 s)
     KEEPALIVE_COUNT = 5  # value: unanswered probes before the reset, 1..15 (default 10)
+    CONGESTION = 6  # value: the algorithm, an index into ToeConfig.congestion's list
 
 
 class InfoField(enum.Enum, shape=16):
@@ -87,6 +88,7 @@ class InfoField(enum.Enum, shape=16):
     STATE = 10  # TcpState
     OPTIONS = 11  # bit 0 window scaling, 1 timestamps, 2 SACK; bits 4..7 the peer's
     #               shift, 8..11 ours (as TCP_INFO's tcpi_options and wscales)
+    CONGESTION = 12  # the algorithm (SocketOption.CONGESTION's index)
 
 
 class EventKind(enum.Enum, shape=4):

@@ -98,6 +98,7 @@ from typing import Any, Protocol, TypeVar
 from toe.hdl.config import ToeConfig
 from toe.hdl.csr_map import key_register_writes
 from toe.hdl.host_if import InfoField, SocketOption
+from toe.hdl.tcp.congestion import algorithm_names
 from toe.hdl.tcp.keepalive import ticks
 
 from .connection import (
@@ -787,6 +788,17 @@ class Connection:
         ``TCP_NODELAY`` (RFC 9293 MUST-17): small writes then leave at once, also while
         earlier bytes are unacknowledged."""
         self._engine.protocol.set_option(self._rec.conn, SocketOption.NODELAY, int(on))
+        self._engine._kick()
+
+    def set_congestion(self, name: str) -> None:
+        """Use the congestion control algorithm ``name`` (one of the build's,
+        ``ToeConfig.congestion``, e.g. ``"cubic"``), as Linux's ``TCP_CONGESTION``; it
+        starts from the connection's cwnd and ssthresh as they are."""
+        names = algorithm_names(self._engine.config)
+        if name not in names:
+            raise ValueError(f"{name!r} is not in this build; it has {', '.join(names)}")
+        self._engine.protocol.set_option(self._rec.conn, SocketOption.CONGESTION,
+                                         names.index(name))
         self._engine._kick()
 
     def set_keepalive(self, idle: float | None = 7200.0, interval: float = 75.0,

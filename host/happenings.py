@@ -183,6 +183,7 @@ class TcpInfo:
     snd_mss: int
     state: int  # hdl.tcp.states.TcpState
     options: int  # bit 0 window scaling, 1 timestamps, 2 SACK; 4..7 and 8..11 the shifts
+    congestion: int  # the algorithm: an index into ToeConfig.congestion's names
 
     @classmethod
     def from_fields(cls, values: dict) -> "TcpInfo":

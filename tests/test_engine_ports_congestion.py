@@ -224,3 +224,31 @@ def test_get_info_reads_the_connection():
         tag = b.command(CommandOp.GET_INFO, c.id, port=999)
         assert (await b.event(EventKind.ERROR, tag=tag)).code == ErrorCode.BAD_OPTION
     run(body, CC)
+
+
+def test_restart_after_idle_uses_the_initial_window():
+    """RFC 5681 s4.1: a connection that has sent nothing for longer than the RTO, with
+    nothing outstanding, restarts from min(IW, cwnd): after half the RTO idle a window
+    of 30 segments still goes at once; after RTO + 1 ms only IW (10) does, cwnd is IW
+    and ``tcp_cwnd_restarts`` counts it."""
+    async def body(b):
+        c = await _sender(b, data=0, cwnd=30 * SMSS, ssthresh=30 * SMSS)
+        base = c.iss + 1
+        b.write(c.id, 30 * SMSS)
+        assert len(await b.burst()) == 30
+        _ack(b, c, base + 30 * SMSS)
+        await b.burst()
+        cwnd = b.tcb(c.id)["cwnd"]
+        assert cwnd >= 30 * SMSS
+        await b.advance(b.tcb(c.id)["rto"] // 2)
+        b.write(c.id, 30 * SMSS)
+        assert len(await b.burst()) == 30
+        _ack(b, c, base + 60 * SMSS)
+        await b.burst()
+        assert b.counters["tcp_cwnd_restarts"] == 0
+        await b.advance(b.tcb(c.id)["rto"] + 1000)
+        b.write(c.id, 30 * SMSS)
+        assert len(await b.burst()) == 10
+        assert b.tcb(c.id)["cwnd"] == 10 * SMSS
+        assert b.counters["tcp_cwnd_restarts"] == 1
+    run(body, CC)

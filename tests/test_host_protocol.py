@@ -1717,10 +1717,11 @@ def test_rx_data_runs_equal_beats():
 
 @both
 def test_api_socket_options_send_set_option(kind):
-    """``set_nodelay`` and ``set_keepalive`` are SET_OPTION commands (hdl/host_if.py
-    SocketOption): keep-alive times in timestamp-clock ticks of 1.024 ms, the interval
-    and count before the idle time that turns probing on; ``idle=None`` turns it off;
-    a count outside 1..15 is refused before anything is sent."""
+    """``set_nodelay``, ``set_keepalive`` and ``set_congestion`` are SET_OPTION commands
+    (hdl/host_if.py SocketOption): keep-alive times in timestamp-clock ticks of 1.024
+    ms, the interval and count before the idle time that turns probing on; ``idle=None``
+    turns it off; a count outside 1..15, or an algorithm the build lacks, is refused
+    before anything is sent."""
     async def main():
         engine, fake = setup(kind)
         conn = await engine.connect(PEER, 7)
@@ -1731,6 +1732,9 @@ def test_api_socket_options_send_set_option(kind):
         conn.set_keepalive(None)
         with pytest.raises(ValueError):
             conn.set_keepalive(count=16)
+        conn.set_congestion("newreno")  # the build's only algorithm: index 0
+        with pytest.raises(ValueError, match="not in this build"):
+            conn.set_congestion("cubic")
         await conn.drain()  # hands the commands over (async transports)
         await settle()
         options = [(c[3], c[5]) for c in fake.commands if c[0] == CommandOp.SET_OPTION]
@@ -1739,7 +1743,8 @@ def test_api_socket_options_send_set_option(kind):
                            (SocketOption.KEEPALIVE_INTERVAL.value, 9766),
                            (SocketOption.KEEPALIVE_COUNT.value, 3),
                            (SocketOption.KEEPALIVE_IDLE.value, 58594),
-                           (SocketOption.KEEPALIVE_IDLE.value, 0)]
+                           (SocketOption.KEEPALIVE_IDLE.value, 0),
+                           (SocketOption.CONGESTION.value, 0)]
     asyncio.run(main())
 
 

@@ -27,7 +27,7 @@ class NewReno(CongestionAlgorithm):
     name = "newreno"
     state_layout = data.StructLayout({"bytes_acked": 32})
 
-    def elaborate(self, m, r):
+    def elaborate(self, m, r, start):
         smss, cwnd = r.smss, r.cwnd
         bytes_acked = Signal(32)
         m.d.comb += bytes_acked.eq(self.state_of(r).bytes_acked)

@@ -36,7 +36,10 @@ Writing an algorithm: one module ``hdl/tcp/cc_<name>.py`` with a subclass of
 :class:`CongestionAlgorithm` decorated with :func:`register`; it declares its state
 layout and builds ``on_ack`` and ``on_loss`` from the registered request (it may take
 several cycles: it raises ``done`` when its outputs hold).  ``ToeConfig.congestion``
-names the algorithm a build uses.  docs/congestion.md walks through one.
+names the algorithms a build holds, the first the one a connection starts with
+(``"newreno"``, ``"cubic,newreno"``); the TCB's ``cc_algo`` picks one per connection
+(SET_OPTION CONGESTION) and ``cc_state`` is as wide as the widest algorithm's state.
+docs/congestion.md walks through one.
 """
 
 import importlib
@@ -49,8 +52,8 @@ from amaranth.lib.wiring import In, Out
 from .seq import seq_min
 
 __all__ = ["CcEvent", "CongestionAlgorithm", "CongestionControl", "algorithm", "register",
-           "cc_request_layout", "cc_result_layout", "initial_window", "SSTHRESH_MAX",
-           "CWND_MAX"]
+           "algorithm_names", "cc_state_bits", "cc_algo_bits", "cc_request_layout",
+           "cc_result_layout", "initial_window", "SSTHRESH_MAX", "CWND_MAX"]
 
 #: ssthresh "arbitrarily high" (RFC 5681 s3.1) and the largest cwnd (2 GiB - 1).
 SSTHRESH_MAX = (1 << 31) - 1
@@ -70,9 +73,10 @@ class CcEvent(enum.Enum, shape=3):
     ECE = 7
 
 
-def cc_request_layout(state_bits: int) -> data.StructLayout:
+def cc_request_layout(state_bits: int, algo_bits: int = 1) -> data.StructLayout:
     return data.StructLayout({
         "event": CcEvent,
+        "algo": algo_bits,  # which of the build's algorithms (the TCB's cc_algo)
         "acked": 32,  # bytes newly acknowledged (ACK, PARTIAL)
         "flight": 32,  # FlightSize: SND.MAX - SND.UNA (after the ACK, for EXIT)
         "smss": 16,
@@ -106,6 +110,20 @@ def register(cls):
     return cls
 
 
+def algorithm_names(config) -> tuple[str, ...]:
+    """The algorithms a build holds, in SET_OPTION CONGESTION's numbering."""
+    return tuple(name.strip() for name in config.congestion.split(","))
+
+
+def cc_state_bits(config) -> int:
+    """The TCB's ``cc_state``: as wide as the widest algorithm's state."""
+    return max(algorithm(name).state_layout.size for name in algorithm_names(config))
+
+
+def cc_algo_bits(config) -> int:
+    return max(1, (len(algorithm_names(config)) - 1).bit_length())
+
+
 def algorithm(name: str) -> type:
     """The algorithm class called ``name``, from the ``cc_*`` modules of this package."""
     package = __name__.rsplit(".", 1)[0]
@@ -130,20 +148,21 @@ class CongestionAlgorithm:
 
     def state_of(self, r):
         """The request's algorithm state, as a view of :attr:`state_layout`."""
-        return data.View(self.state_layout, r.state)
+        return data.View(self.state_layout, r.state[:self.state_layout.size])
 
-    def elaborate(self, m: Module, r) -> dict:
+    def elaborate(self, m: Module, r, start) -> dict:
         """Build the algorithm from the registered request ``r``
-        (:func:`cc_request_layout`).  Return a dict of values: ``on_ack`` (cwnd after
-        the ACK of ``r.acked`` bytes), ``ack_state``, ``on_loss`` (ssthresh after a
-        loss), ``loss_state``, ``init_state``, and ``done`` (the values hold now; a
-        multi-cycle algorithm raises it when they do, from the cycle after the request
-        was taken)."""
+        (:func:`cc_request_layout`); ``start`` is high in the first cycle ``r`` holds a
+        new request for this algorithm.  Return a dict of values: ``on_ack`` (cwnd
+        after the ACK of ``r.acked`` bytes), ``ack_state``, ``on_loss`` (ssthresh after
+        a loss), ``loss_state``, ``init_state``, and ``done`` (the values hold now; a
+        multi-cycle algorithm raises it when they do, from ``start`` on)."""
         raise NotImplementedError
 
 
 class CongestionControl(wiring.Component):
-    """The rules every algorithm shares, around one :class:`CongestionAlgorithm`.
+    """The rules every algorithm shares, around the build's :class:`CongestionAlgorithm`
+    (one or several: the request's ``algo`` picks one).
 
     Ports
     -----
@@ -155,29 +174,38 @@ class CongestionControl(wiring.Component):
     a time.
     """
 
-    def __init__(self, config, name: str | None = None):
+    def __init__(self, config):
         self.cfg = config
-        self.algorithm = algorithm(name or config.congestion)(config)
-        self.state_bits = self.algorithm.state_layout.size
+        self.algorithms = [algorithm(name)(config) for name in algorithm_names(config)]
+        self.state_bits = cc_state_bits(config)
+        self.algo_bits = cc_algo_bits(config)
         super().__init__({
-            "request": In(stream.Signature(cc_request_layout(self.state_bits))),
+            "request": In(stream.Signature(cc_request_layout(self.state_bits,
+                                                             self.algo_bits))),
             "result": Out(stream.Signature(cc_result_layout(self.state_bits))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        layout = self.algorithm.state_layout
-        r = Signal(cc_request_layout(self.state_bits))
-        busy = Signal()
+        r = Signal(cc_request_layout(self.state_bits, self.algo_bits))
+        busy, start = Signal(), Signal()
         m.d.comb += self.request.ready.eq(~busy & ~self.result.valid)
+        m.d.sync += start.eq(self.request.valid & self.request.ready)
         with m.If(self.request.valid & self.request.ready):
             m.d.sync += [r.eq(self.request.payload), busy.eq(1)]
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
 
-        a = self.algorithm.elaborate(m, r)
+        # Every algorithm of the build sees the request; the chosen one answers.
+        keys = ("on_ack", "ack_state", "on_loss", "loss_state", "init_state", "done")
+        widths = {"on_ack": 32, "on_loss": 32, "done": 1}
+        a = {key: Signal(widths.get(key, self.state_bits), name=f"cc_{key}") for key in keys}
+        for index, algo in enumerate(self.algorithms):
+            values = algo.elaborate(m, r, start & (r.algo == index))
+            with m.If(r.algo == index):
+                m.d.comb += [a[key].eq(values[key]) for key in keys]
         smss = r.smss
-        cwnd, ssthresh, state = Signal(32), Signal(32), Signal(layout)
+        cwnd, ssthresh, state = Signal(32), Signal(32), Signal(self.state_bits)
         m.d.comb += [cwnd.eq(r.cwnd), ssthresh.eq(r.ssthresh), state.eq(r.state)]
         with m.Switch(r.event):
             with m.Case(CcEvent.INIT):

@@ -87,6 +87,7 @@ ENGINE_COUNTERS = [
     "tcp_keepalive_timeouts",  # connections reset after unanswered keep-alive probes
     "tcp_ecn_ce",  # segments that arrived marked CE (RFC 3168), echoed with ECE
     "tcp_ecn_reductions",  # ECEs that reduced cwnd (at most once per window)
+    "tcp_cwnd_restarts",  # restarts from min(IW, cwnd) after an idle period (RFC 5681 s4.1)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -434,7 +435,7 @@ class EventContext:
             # Until the handshake sets the initial window (hdl/tcp/recovery.py).
             t.cwnd.eq(self.cfg.initial_window * tcp.DEFAULT_MSS),
             t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
-            t.rexmit.eq(0), t.retransmits.eq(0),
+            t.rexmit.eq(0), t.retransmits.eq(0), t.cc_algo.eq(0), t.cc_state.eq(0),
         ]
         self.offer_options()
 

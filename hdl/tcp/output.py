@@ -4,17 +4,20 @@ RFC 5681 s3 the congestion window).
 
 Four registered steps, each ending in registers, so that no path chains more than two
 or three 32-bit carry chains: (0) ``output_window``: the send window, min(SND.WND,
-cwnd + limited transmit's dupacks * SMSS, RFC 3042); (1) ``output_measure``: bytes
-queued and room in that window; (2) ``output_length``: the segment length, at most
-SND.MSS; (3) ``output_send``: the segment and the new SND.NXT.  A fast retransmission
-(``rexmit``, :mod:`hdl.tcp.recovery`) goes first: the segment at SND.UNA again, outside
-cwnd, SND.NXT unchanged.  Retransmission after a timeout (:mod:`hdl.tcp.timers`)
+cwnd + limited transmit's dupacks * SMSS, RFC 3042), and whether the connection has
+been idle longer than the RTO; (1) ``output_measure``: bytes queued and room in that
+window, after an idle period in the restart window min(IW, cwnd) (RFC 5681 s4.1);
+(2) ``output_length``: the segment length, at most SND.MSS; (3) ``output_send``: the
+segment and the new SND.NXT.  A fast retransmission (``rexmit``,
+:mod:`hdl.tcp.recovery`) goes first: the segment at SND.UNA again, outside cwnd,
+SND.NXT unchanged.  Retransmission after a timeout (:mod:`hdl.tcp.timers`)
 reuses the length step's registers.
 """
 
 from amaranth.hdl import Mux, Signal
 
 from ..proto import tcp
+from .congestion import initial_window
 from .seq import seq_diff, seq_lt, seq_min
 from .states import TcpState
 
@@ -33,6 +36,8 @@ class OutputRegisters:
         self.fin_left = Signal()  # the FIN is not sent yet
         self.update = Signal()  # a window update is due
         self.wnd = Signal(32)  # min(SND.WND, the congestion window)
+        self.restart = Signal()  # idle longer than the RTO: the restart window applies
+        self.restart_wnd = Signal(32)  # min(SND.WND, cwnd, IW)
 
     def add_length_step(self, e, name: str, then: str):
         """Step ``name``: the segment length, min(bytes, window room, SND.MSS), then
@@ -52,6 +57,15 @@ def add_output_steps(e, o, backoff):
         limited = Mux(t.in_recovery, 0, Mux(t.dupacks == 3, 0, t.dupacks * t.snd_mss))
         cwnd = (t.cwnd + limited)[:32]
         m.d.sync += o.wnd.eq(seq_min(t.snd_wnd, cwnd))
+        # RFC 5681 s4.1: nothing sent for longer than the RTO and nothing outstanding:
+        # cwnd = min(IW, cwnd) before new data goes.
+        iw = initial_window(t.snd_mss, e.cfg.initial_window)
+        m.d.sync += [
+            o.restart.eq((t.snd_una == t.snd_max) & (t.snd_end != t.snd_nxt)
+                         & (seq_diff(e.now, t.sent_at) > t.rto) & (t.cwnd > iw)
+                         & e.in_states(S.ESTABLISHED, S.CLOSE_WAIT)),
+            o.restart_wnd.eq(seq_min(t.snd_wnd, iw)),
+        ]
         m.next = "output_measure"
 
     with m.State("output_measure"):
@@ -59,7 +73,11 @@ def add_output_steps(e, o, backoff):
         avail = Mux(t.rexmit, Mux(seq_lt(t.snd_end, t.snd_max), seq_diff(t.snd_end, t.snd_una),
                                   sent),
                     seq_diff(t.snd_end, t.snd_nxt))
-        room = seq_diff((t.snd_una + o.wnd)[:32], t.snd_nxt)
+        wnd = Mux(o.restart, seq_min(o.restart_wnd, o.wnd), o.wnd)
+        room = seq_diff((t.snd_una + wnd)[:32], t.snd_nxt)
+        with m.If(o.restart):
+            m.d.sync += t.cwnd.eq(initial_window(t.snd_mss, e.cfg.initial_window))
+            e.count("tcp_cwnd_restarts")
         m.d.sync += [
             o.avail.eq(Mux(~avail[31], avail, 0)),
             o.fin_left.eq(~avail[31]),
@@ -122,6 +140,8 @@ def send_new(e, o, backoff):
                ect=t.ecn_ok & (length != 0) & (t.snd_nxt == t.snd_max))
         next_nxt = (t.snd_nxt + length + fin_now)[:32]
         m.d.sync += t.snd_nxt.eq(next_nxt)
+        with m.If(length != 0):
+            m.d.sync += t.sent_at.eq(e.now)  # for the restart after idle
         # SND.NXT never passes SND.MAX except by sending new data, and then
         # SND.NXT == SND.MAX before (RFC 6298 / Karn: time new data only).
         with m.If(t.snd_nxt == t.snd_max):

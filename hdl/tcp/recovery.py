@@ -126,7 +126,7 @@ def add_recovery_steps(e, cc):
             req.p.flight.eq(e.cc.flight), req.p.repeat.eq(e.cc.repeat),
             req.p.syn_lost.eq(e.cc.syn_lost),
             req.p.smss.eq(t.snd_mss), req.p.cwnd.eq(t.cwnd), req.p.ssthresh.eq(t.ssthresh),
-            req.p.state.eq(t.cc_state), req.p.now.eq(e.now),
+            req.p.state.eq(t.cc_state), req.p.algo.eq(t.cc_algo), req.p.now.eq(e.now),
             req.p.srtt_us.eq(t.srtt[3:]),
         ]
         with m.If(req.ready):

@@ -9,7 +9,7 @@ connection id lives in block RAM.
 from amaranth.lib import data
 
 from ..config import ToeConfig
-from .congestion import algorithm
+from .congestion import cc_algo_bits, cc_state_bits
 from .states import TcpState  # re-exported: the states and their transitions live there
 
 __all__ = ["TcpState", "tcb_layout", "segment_layout", "copy_layout", "delivery_layout",
@@ -82,12 +82,14 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         # Congestion control (hdl/tcp/congestion.py, hdl/tcp/recovery.py).
         "cwnd": 32,
         "ssthresh": 32,
-        "cc_state": algorithm(config.congestion).state_layout,
+        "cc_state": cc_state_bits(config),  # the algorithm's own (hdl/tcp/cc_*.py)
+        "cc_algo": cc_algo_bits(config),  # which of the build's algorithms
         "dupacks": 2,  # duplicate ACKs in a row (3: as many or more)
         "in_recovery": 1,  # fast recovery until an ACK covers ``recover``
         "recover": 32,  # RFC 6582: SND.MAX when recovery (or the last timeout) began
         "rexmit": 1,  # the output routine sends the segment at SND.UNA again
         "retransmits": 16,  # segments sent again, after a timeout or fast (GET_INFO)
+        "sent_at": 32,  # when new data last went (RFC 5681 s4.1 restart after idle)
         # Retransmission (RFC 6298) and the connection timer.
         "rto": 32,
         "srtt": 35,

@@ -20,6 +20,7 @@ s3.10.6 STATUS                    (the host reads counters and events instead)
 from amaranth.hdl import Cat
 
 from ..host_if import CommandOp, ErrorCode, EventKind, InfoField, SocketOption
+from .congestion import algorithm_names
 from .event_context import EventSlot
 from .keepalive import rearm
 from .rto import RTTVAR_FRAC_BITS, SRTT_FRAC_BITS
@@ -156,6 +157,13 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                                 e.error(ErrorCode.BAD_OPTION)
                             with m.Else():
                                 m.d.sync += t.ka_count.eq(c.value)
+                        with m.Case(SocketOption.CONGESTION):
+                            # The new algorithm starts from no state of its own; cwnd
+                            # and ssthresh stay (as Linux's TCP_CONGESTION).
+                            with m.If(c.value >= len(algorithm_names(e.cfg))):
+                                e.error(ErrorCode.BAD_OPTION)
+                            with m.Else():
+                                m.d.sync += [t.cc_algo.eq(c.value), t.cc_state.eq(0)]
                         with m.Case(SocketOption.NODELAY):
                             m.d.sync += t.nodelay.eq(c.value[0])
                             with m.If(c.value[0]):
@@ -247,6 +255,7 @@ def answer_info(e):
         InfoField.SND_MSS: t.snd_mss,
         InfoField.STATE: t.state.as_value(),
         InfoField.OPTIONS: Cat(t.ws_ok, t.ts_ok, t.sack_ok, 0, t.snd_shift, t.rcv_shift),
+        InfoField.CONGESTION: t.cc_algo,
     }
     with m.Switch(c.port):
         for field, value in values.items():

@@ -64,6 +64,9 @@ class ToeCore(wiring.Component):
     -----
     mac_rx : In(stream)
         Frames from the MAC (no FCS).
+    mac_rx_error : In
+        The MAC's bad-frame mark (``EthernetMac.rx_error``), read with the last beat of
+        ``mac_rx``: 1 drops the frame, counted as ``drop_mac_error``.  0 if unused.
     mac_tx : Out(stream)
         Frames to the MAC (no FCS, not padded).
     tick : In
@@ -83,6 +86,7 @@ class ToeCore(wiring.Component):
         self.config = config
         super().__init__({
             "mac_rx": In(beat_signature(config.data_bytes)),
+            "mac_rx_error": In(1),
             "mac_tx": Out(beat_signature(config.data_bytes)),
             "tick": In(config.tick_bits),
             "csr_addr": In(10),
@@ -153,6 +157,7 @@ class ToeCore(wiring.Component):
 
         # RX path.
         wiring.connect(m, wiring.flipped(self.mac_rx), rx.i)
+        m.d.comb += rx.mac_error.eq(self.mac_rx_error)
         wiring.connect(m, rx.meta, rx_queue.i)
         wiring.connect(m, rx_queue.o, dispatch.meta)
         m.d.comb += [

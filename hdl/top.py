@@ -25,11 +25,14 @@ class ToeTop(wiring.Component):
 
     ``rx_axis_*`` (MAC RX into the core) and ``tx_axis_*`` (MAC TX out of it) follow
     AXI4-Stream: ``tdata`` byte 0 is the first byte on the wire, ``tkeep`` one bit per
-    byte.  ``tick``, the ``csr_*`` register bus and the ``arp_*`` lookup port as in
-    :class:`ToeCore`.  The host interface streams are ``<name>_valid``, ``<name>_ready``
-    and ``<name>_data`` (the packed message of :mod:`hdl.host_if`) for ``cmd`` and
-    ``htx`` (host to engine) and ``evt`` and ``hrx`` (engine to host).  ``trace_data``
-    is the TCP engine's :data:`~hdl.tcp.engine.trace_layout` (bit 0: valid).
+    byte.  ``rx_axis_tuser`` (1 bit) is the MAC's bad-frame flag, read with
+    ``rx_axis_tlast`` as verilog-ethernet's MACs drive it: 1 drops the frame, counted as
+    ``drop_mac_error``; tie it to 0 if the MAC has none.  ``tick``, the ``csr_*``
+    register bus and the ``arp_*`` lookup port as in :class:`ToeCore`.  The host
+    interface streams are ``<name>_valid``, ``<name>_ready`` and ``<name>_data`` (the
+    packed message of :mod:`hdl.host_if`) for ``cmd`` and ``htx`` (host to engine) and
+    ``evt`` and ``hrx`` (engine to host).  ``trace_data`` is the TCP engine's
+    :data:`~hdl.tcp.engine.trace_layout` (bit 0: valid).
     """
 
     def __init__(self, config: ToeConfig = ToeConfig()):
@@ -37,7 +40,7 @@ class ToeTop(wiring.Component):
         w = config.data_bytes
         super().__init__({
             "rx_axis_tdata": In(8 * w), "rx_axis_tkeep": In(w), "rx_axis_tlast": In(1),
-            "rx_axis_tvalid": In(1), "rx_axis_tready": Out(1),
+            "rx_axis_tuser": In(1), "rx_axis_tvalid": In(1), "rx_axis_tready": Out(1),
             "tx_axis_tdata": Out(8 * w), "tx_axis_tkeep": Out(w), "tx_axis_tlast": Out(1),
             "tx_axis_tvalid": Out(1), "tx_axis_tready": In(1),
             "tick": In(config.tick_bits),
@@ -67,6 +70,7 @@ class ToeTop(wiring.Component):
             core.mac_rx.p.data.eq(self.rx_axis_tdata),
             core.mac_rx.p.keep.eq(self.rx_axis_tkeep),
             core.mac_rx.p.last.eq(self.rx_axis_tlast),
+            core.mac_rx_error.eq(self.rx_axis_tuser),
             core.mac_rx.valid.eq(self.rx_axis_tvalid),
             self.rx_axis_tready.eq(core.mac_rx.ready),
             self.tx_axis_tdata.eq(core.mac_tx.p.data),

@@ -19,7 +19,8 @@ Typical cocotb test::
         await tb.finish()  # checks the stream protocol, writes <test>.pcapng
 
 The top's ports (fixed contract): ``clk``, ``rst``; ``rx_axis_*`` and ``tx_axis_*``
-(AXI4-Stream, ``data_bytes`` lanes); ``tick``; ``csr_addr`` [10], ``csr_wdata`` [32],
+(AXI4-Stream, ``data_bytes`` lanes; ``rx_axis_tuser``, the MAC's bad-frame flag, where the
+top has one, is driven 0); ``tick``; ``csr_addr`` [10], ``csr_wdata`` [32],
 ``csr_we``, ``csr_rdata`` [32] (read data registered: valid the cycle after the address);
 ``arp_req_{valid,ready,ip}`` and ``arp_resp_{valid,ready,ok,mac}``.
 """
@@ -150,6 +151,8 @@ class MacTestbench:
         dut.arp_req_valid.value = 0
         dut.arp_req_ip.value = 0
         dut.arp_resp_ready.value = 0
+        if hasattr(dut, "rx_axis_tuser"):
+            dut.rx_axis_tuser.value = 0  # every frame sent is good (ToeTop: drop_mac_error)
         self.clock = Clock(dut.clk, clock_ns, unit="ns")
         self.clock.start()
         lanes = self.config.data_bytes

@@ -17,7 +17,8 @@ first, so no logic depends on an input combinationally:
   reset port (``clk`` is a port of its own); ``soft_rst`` is registered and resets
   everything through a :class:`~amaranth.hdl.ResetInserter`.
 
-The other ports and their names are those of :class:`~hdl.top.ToeTop`.
+The other ports and their names are those of :class:`~hdl.top.ToeTop`, except
+``rx_axis_tuser``: a frame from the TAP device is never marked bad, so it is tied to 0.
 """
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetInserter, Signal
@@ -37,7 +38,9 @@ class VnicTop(wiring.Component):
     def __init__(self, config: ToeConfig = ToeConfig()):
         self.config = config
         self._inner = ToeTop(config)
-        super().__init__({**self._inner.signature.members, "clk": In(1), "soft_rst": In(1)})
+        members = {name: member for name, member in self._inner.signature.members.items()
+                   if name != "rx_axis_tuser"}
+        super().__init__({**members, "clk": In(1), "soft_rst": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -81,6 +84,7 @@ class VnicTop(wiring.Component):
             top.hrx_ready.eq(1),
             self.trace_data.eq(top.trace_data),
             self.csr_rdata.eq(top.csr_rdata),
+            top.rx_axis_tuser.eq(0),
             top.arp_req_valid.eq(0),
             top.arp_resp_ready.eq(1),
         ]

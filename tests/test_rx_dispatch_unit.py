@@ -12,7 +12,9 @@ RxDispatcher and FrameBuffer docstrings):
 - behind :class:`RxFrontend` and the two-entry record queue (wired as in hdl/core.py),
   frames wait in the frame buffer while the handlers stall; a frame that starts when a
   largest frame does not fit is dropped as BUFFER_FULL (and counted), every other frame is
-  decided as sim/reference.py says, and the words a handler reads are the frame's bytes.
+  decided as sim/reference.py says, and the words a handler reads are the frame's bytes;
+- in the whole core, a frame the MAC marks bad on its last beat is dropped and counted
+  as ``drop_mac_error`` (hdl/rx/parser.py, hdl/core.py ``mac_rx_error``).
 """
 
 import random
@@ -22,9 +24,13 @@ import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import data, wiring
 from amaranth_helpers import run, split_beats
-from rx_frames import icmp_frame, random_frame, tcp_frame
+from rx_frames import OUR_IP, PEER_IP, PEER_MAC, icmp_frame, random_frame, tcp_frame
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import raw
 
 from toe.hdl.config import ToeConfig
+from toe.hdl.core import ToeCore
+from toe.hdl.csr import COUNTER_BASE, COUNTERS
 from toe.hdl.register_fifo import RegisterFifo
 from toe.hdl.rx.dispatch import RxDispatcher
 from toe.hdl.rx.frontend import RxFrontend, buffer_geometry
@@ -260,3 +266,46 @@ def test_rx_path_full_buffer_drops_and_counts(width, count):
         wr += words
     assert full > 2, "the stalls never filled the buffer"
     assert [p for _, p in releases] == [r.buf_end for _, r, _ in handled]
+
+
+def test_core_counts_mac_error_drops():
+    """IEEE 802.3 s3.2.9 (a frame with a bad FCS is discarded) and the architecture's "a
+    bad frame is marked on its last beat and dropped and counted by the parser" (issue
+    13): ToeCore with ``mac_rx_error`` high on the last beat of an ARP request for our
+    address, and of a runt, counts both in ``drop_mac_error`` (not ``rx_arp`` nor
+    ``drop_runt``) and answers neither; the good requests around them, one of them with
+    ``mac_rx_error`` high on every beat but its last, are answered and counted in
+    ``rx_arp``; ``rx_frames`` counts all five (docs/registers.md "Drop counters")."""
+    config = ToeConfig(connections=8, listeners=1)
+    dut = ToeCore(config)
+    w = config.data_bytes
+    request = raw(Ether(dst="ff:ff:ff:ff:ff:ff", src=PEER_MAC)
+                  / ARP(op=1, hwsrc=PEER_MAC, psrc=PEER_IP, pdst=OUR_IP))
+    frames = [(request, "last"), (request, None), (request, "early"), (bytes(13), "last"),
+              (request, None)]
+    names = ["rx_frames", "rx_arp", "drop_mac_error", "drop_runt", "tx_arp"]
+    counts = {}
+
+    async def bench(ctx):
+        ctx.set(dut.mac_tx.ready, 1)
+        await ctx.tick().repeat(5)
+        for frame, mark in frames:
+            for beat, keep, last in split_beats(frame, w):
+                ctx.set(dut.mac_rx.valid, 1)
+                ctx.set(dut.mac_rx.p, {"data": beat, "keep": keep, "last": last})
+                ctx.set(dut.mac_rx_error, mark == ("last" if last else "early"))
+                await ctx.tick().until(dut.mac_rx.ready)
+            ctx.set(dut.mac_rx.valid, 0)
+            ctx.set(dut.mac_rx_error, 1)  # not a beat: means nothing
+            await ctx.tick().repeat(3)
+        ctx.set(dut.mac_rx_error, 0)
+        await ctx.tick().repeat(300)
+        for name in names:
+            ctx.set(dut.csr_addr, COUNTER_BASE + COUNTERS.index(name))
+            await ctx.tick().repeat(2)
+            counts[name] = ctx.get(dut.csr_rdata)
+
+    run(dut, bench)
+    # tx_arp: the announcement after reset (RFC 5227 s2.3) and three replies.
+    assert counts == {"rx_frames": 5, "rx_arp": 3, "drop_mac_error": 2, "drop_runt": 0,
+                      "tx_arp": 4}

@@ -19,7 +19,7 @@ import random
 
 import pytest
 from amaranth_helpers import run, split_beats
-from rx_frames import corner_frames, expected_fields, random_frame
+from rx_frames import arp_frame, corner_frames, expected_fields, icmp_frame, random_frame, tcp_frame
 
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig, ip, mac
@@ -43,7 +43,9 @@ ADDRESSES = [  # (mac, ip, netmask): the default, and others the frames mostly m
 ]
 
 
-def expected(frame: bytes, addresses, kept: bool) -> Classification:
+def expected(frame: bytes, addresses, kept: bool, mac_error: bool = False) -> Classification:
+    if mac_error:  # checked before anything else (hdl/rx/parser.py)
+        return Classification(Verdict.DROP, DropReason.MAC_ERROR)
     mac_addr, ip_addr, netmask = addresses
     ref = classify(frame, CONFIG, mac=mac_addr, ip=ip_addr, netmask=netmask)
     if not kept and (ref.verdict != Verdict.DROP or ref.reason not in BEFORE_BUFFER):
@@ -92,14 +94,15 @@ def sums(frame: bytes, rng: random.Random) -> tuple[int, int]:
 
 
 def run_parser(cases, seed: int, ready_prob: float = 0.6) -> int:
-    """``cases``: ``(frame, label, addresses, kept)``.  Returns the frames checked."""
+    """``cases``: ``(frame, label, addresses, kept, mac_error)``.  Returns the frames
+    checked."""
     dut = RxParser(CONFIG.max_frame_bytes, PTR_BITS)
     rng = random.Random(seed)
     checked = 0
 
     async def bench(ctx):
         nonlocal checked
-        for frame, label, addresses, kept in cases:
+        for frame, label, addresses, kept, mac_error in cases:
             snapshot = frame[:CAPTURE_BYTES] + bytes(max(0, CAPTURE_BYTES - len(frame)))
             mac_addr, ip_addr, netmask = addresses
             start = rng.getrandbits(PTR_BITS)
@@ -112,6 +115,7 @@ def run_parser(cases, seed: int, ready_prob: float = 0.6) -> int:
             ctx.set(dut.buf_start, start)
             ctx.set(dut.buf_end, end)
             ctx.set(dut.buf_kept, kept)
+            ctx.set(dut.mac_error, mac_error)
             assert ctx.get(dut.ready_for_frame), "parser not ready between frames"
             ctx.set(dut.frame_done, 1)
             await ctx.tick()
@@ -137,7 +141,7 @@ def run_parser(cases, seed: int, ready_prob: float = 0.6) -> int:
             else:
                 raise AssertionError(f"{label}: no record")
             ctx.set(dut.meta.ready, 0)
-            check_meta(payload, frame, expected(frame, addresses, kept), label)
+            check_meta(payload, frame, expected(frame, addresses, kept, mac_error), label)
             assert (payload.buf_start, payload.buf_end) == (start, end), label
             checked += 1
 
@@ -152,7 +156,7 @@ def test_parser_corner_cases():
     errors (RFC 9293 MUST-7) and skips (MUST-6), ARP of 41/42 bytes (RFC 826), padding
     trimmed by the total length (RFC 1122 s3.3.2).  Each decided as sim/reference.py says,
     fields as scapy reads them."""
-    cases = [(f, label, ADDRESSES[0], True) for f, label in corner_frames()]
+    cases = [(f, label, ADDRESSES[0], True, False) for f, label in corner_frames()]
     assert run_parser(cases, seed=1) == len(cases)
 
 
@@ -160,42 +164,61 @@ def test_parser_random_frames():
     """A few hundred seeded random frames (every case of rx_frames.random_frame) with the
     default and three other address sets, and the frame buffer full for one frame in ten
     (BUFFER_FULL only for frames that pass the Ethernet checks, hdl/rx/parser.py).  The
-    decision and every parsed field agree with sim/reference.py and scapy."""
+    decision and every parsed field agree with sim/reference.py and scapy.  One frame in
+    twenty is marked bad by the MAC (IEEE 802.3 s3.2.9 FCS; the architecture's "a bad
+    frame is marked on its last beat and dropped and counted by the parser"): MAC_ERROR,
+    whatever its bytes and the buffer say."""
     rng = random.Random(9293)
+    marks = random.Random(8023)  # its own generator: the frames stay those of rng
     cases = []
     for _ in range(700):
         frame, label = random_frame(rng)
         addresses = ADDRESSES[0] if rng.random() < 0.8 else rng.choice(ADDRESSES)
-        cases.append((frame, label, addresses, rng.random() > 0.1))
-    seen = {classify(f, CONFIG, mac=a[0], ip=a[1], netmask=a[2]).reason for f, _, a, _ in cases}
+        cases.append((frame, label, addresses, rng.random() > 0.1, marks.random() < 0.05))
+    seen = {classify(f, CONFIG, mac=a[0], ip=a[1], netmask=a[2]).reason
+            for f, _, a, _, _ in cases}
     assert seen >= set(DropReason) - {DropReason.BUFFER_FULL, DropReason.TCP_RST_CLOSED,
-                                       DropReason.TCP_NO_LISTENER}
+                                       DropReason.TCP_NO_LISTENER, DropReason.MAC_ERROR}
+    assert sum(case[4] for case in cases) >= 20
     assert run_parser(cases, seed=2) == len(cases)
 
 
 # -- the whole front end at several widths ---------------------------------------------------
 
 
-def run_frontend(width: int, frames, seed: int) -> int:
+def run_frontend(width: int, frames, seed: int, marks=None) -> int:
     """Feed ``frames`` to RxFrontend as MAC beats (idle cycles between and inside frames),
     take its records with a stalling sink and release each frame's words as the
-    dispatcher does.  Every record is checked as in the direct bench."""
+    dispatcher does.  Every record is checked as in the direct bench.
+
+    ``marks`` (one per frame, default all None) drives ``mac_error``: ``"last"`` sets it
+    on the frame's last beat (and at random on the others), ``"early"`` on every other
+    beat and not on the last; with ``marks`` given it is also 1 on idle cycles."""
     config = ToeConfig(data_bytes=width)
     dut = RxFrontend(config)
     _, _, max_beats = buffer_geometry(config)
     rng = random.Random(seed)
     records = []
+    marks = [None] * len(frames) if marks is None else marks
+    idle_error = any(marks)
 
     async def source(ctx):
-        for frame, _ in frames:
+        for (frame, _), mark in zip(frames, marks, strict=True):
             for data, keep, last in split_beats(frame, width):
                 while rng.random() < 0.1:
                     ctx.set(dut.i.valid, 0)
+                    ctx.set(dut.mac_error, idle_error)
                     await ctx.tick()
+                if last:
+                    error = mark == "last"
+                else:
+                    error = mark == "early" or (mark == "last" and rng.random() < 0.5)
                 ctx.set(dut.i.valid, 1)
                 ctx.set(dut.i.p, {"data": data, "keep": keep, "last": last})
+                ctx.set(dut.mac_error, error)
                 await ctx.tick().until(dut.i.ready)
             ctx.set(dut.i.valid, 0)
+            ctx.set(dut.mac_error, idle_error)
             if rng.random() < 0.3:
                 await ctx.tick().repeat(rng.randint(1, 3))
 
@@ -215,8 +238,10 @@ def run_frontend(width: int, frames, seed: int) -> int:
 
     run(dut, source, sink)
     largest = config.max_frame_bytes
-    for (frame, label), meta in zip(frames, records, strict=True):
+    for (frame, label), meta, mark in zip(frames, records, marks, strict=True):
         want = classify(frame, config)
+        if mark == "last":
+            want = Classification(Verdict.DROP, DropReason.MAC_ERROR)
         frame_len = len(frame)
         if len(frame) > max_beats * width:  # the beat counter saturates: still oversize
             assert meta.frame_len > largest
@@ -242,3 +267,34 @@ def test_frontend_random_frames(width, count, longest):
             frames.append((frame, label))
     rng.shuffle(frames)
     assert run_frontend(width, frames, seed=width + 100) == len(frames)
+
+
+@pytest.mark.parametrize("width", [1, 8, 64])
+def test_frontend_mac_error_drops_the_marked_frame(width):
+    """IEEE 802.3 s3.2.9 (a frame whose FCS does not check is discarded) and the
+    architecture's "a bad frame is marked on its last beat and dropped and counted by the
+    parser" (issue 13; EthernetMac.rx_error, docs/mac.md): a frame whose last beat carries
+    ``mac_error`` leaves RxFrontend as DROP / MAC_ERROR, the reason of the counter
+    ``drop_mac_error``, even when its bytes are a valid ARP, ICMP or TCP frame, a runt or
+    oversize (the mark is checked first); the good frame after it is decided and parsed
+    as if no bad frame had come before; ``mac_error`` on any other beat, or while no beat
+    is offered, changes nothing."""
+    assert "drop_mac_error" in COUNTERS
+    rng = random.Random(802 + width)
+    longest = 160 if width == 1 else 1600
+    frames, marks = [], []
+    pool = [bytes(13), bytes(rng.getrandbits(8) for _ in range(longest))]
+    while len(pool) < 24:
+        frame, label = random_frame(rng)
+        if len(frame) <= longest:
+            pool.append(frame)
+    for k, bad in enumerate(pool):
+        good = [bytes(tcp_frame(rng, payload=rng.choice([0, 5, 100]), options=b"")),
+                bytes(icmp_frame(rng, payload=rng.choice([0, 30]))),
+                bytes(arp_frame(rng))][k % 3]
+        frames += [(bytes(bad), "marked"), (good, "good after a marked frame")]
+        marks += ["last", "early" if k % 2 else None]
+    assert run_frontend(width, frames, seed=width + 200, marks=marks) == len(frames)
+    accepted = [f for (f, _), mark in zip(frames, marks, strict=True)
+                if mark != "last" and classify(f, CONFIG).verdict != Verdict.DROP]
+    assert len(accepted) >= 12  # the good frames really are accepted ones

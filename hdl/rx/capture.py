@@ -20,6 +20,8 @@ class FrameCapture(wiring.Component):
     -----
     beat, accept : In
         The observed MAC RX stream: ``accept`` is high when ``beat`` is transferred.
+    mac_error : In
+        The MAC's bad-frame mark, read with the last beat of a frame (ignored on others).
     beat_index : Out
         Index of the next beat within its frame (saturates at ``max_beats``).
     live_ihl, live_ip_len : Out
@@ -27,9 +29,10 @@ class FrameCapture(wiring.Component):
         every beat that holds a byte past them (used by the streaming checksum).
     done : Out
         High for one cycle after the last beat of a frame was accepted.
-    frame_bytes, frame_len : Out
-        Snapshot of the captured bytes and the frame length (bytes, saturating past
-        ``max_beats * W``), stable from ``done`` until the next frame ends.
+    frame_bytes, frame_len, frame_mac_error : Out
+        Snapshot of the captured bytes, the frame length (bytes, saturating past
+        ``max_beats * W``) and ``mac_error`` of its last beat, stable from ``done`` until
+        the next frame ends.
     """
 
     def __init__(self, data_bytes: int, capture_bytes: int, max_beats: int):
@@ -39,12 +42,14 @@ class FrameCapture(wiring.Component):
         super().__init__({
             "beat": In(beat_layout(data_bytes)),
             "accept": In(1),
+            "mac_error": In(1),
             "beat_index": Out(range(max_beats + 1)),
             "live_ihl": Out(4),
             "live_ip_len": Out(16),
             "done": Out(1),
             "frame_bytes": Out(data.ArrayLayout(8, capture_bytes)),
             "frame_len": Out(16),
+            "frame_mac_error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -77,6 +82,7 @@ class FrameCapture(wiring.Component):
                     self.beat_index.eq(0),
                     self.done.eq(1),
                     self.frame_len.eq(self.beat_index * w + lanes_used),
+                    self.frame_mac_error.eq(self.mac_error),
                 ]
                 for p in range(n):
                     m.d.sync += self.frame_bytes[p].eq(nxt[p])

@@ -35,6 +35,9 @@ class RxFrontend(wiring.Component):
     -----
     i : In(stream)
         MAC RX beats.
+    mac_error : In
+        The MAC's bad-frame mark (``EthernetMac.rx_error``), meaningful with the last beat
+        of a frame (``i.valid & i.p.last``): 1 drops the frame as ``MAC_ERROR``.
     meta : Out(stream)
         :func:`rx_meta_layout` records.
     rd_addr, rd_en : In, rd_data : Out; release, release_ptr : In
@@ -49,6 +52,7 @@ class RxFrontend(wiring.Component):
         self.ptr_bits = depth.bit_length()
         super().__init__({
             "i": In(beat_signature(config.data_bytes)),
+            "mac_error": In(1),
             "meta": Out(stream.Signature(rx_meta_layout(self.ptr_bits))),
             "rd_addr": In(self.ptr_bits),
             "rd_en": In(1),
@@ -76,6 +80,7 @@ class RxFrontend(wiring.Component):
         for observer in (capture, checksum, buffer):
             m.d.comb += [observer.beat.eq(self.i.p), observer.accept.eq(accept)]
         m.d.comb += [
+            capture.mac_error.eq(self.mac_error),
             checksum.beat_index.eq(capture.beat_index),
             checksum.ihl.eq(capture.live_ihl),
             checksum.ip_len.eq(capture.live_ip_len),
@@ -84,6 +89,7 @@ class RxFrontend(wiring.Component):
             parser.frame_bytes.eq(capture.frame_bytes),
             parser.frame_len.eq(capture.frame_len),
             parser.frame_done.eq(capture.done),
+            parser.mac_error.eq(capture.frame_mac_error),
             parser.ip_sum.eq(checksum.ip_sum),
             parser.l4_sum.eq(checksum.l4_sum),
             parser.sum_done.eq(checksum.done),

@@ -45,6 +45,10 @@ class DropReason(enum.IntEnum, shape=5):
     TCP_BROADCAST = 23  # segment to a broadcast address (MUST-57; multicast is IP_DST)
     TCP_RST_CLOSED = 24  # RST for a closed port: never answered (RFC 9293 s3.10.7.1)
     TCP_NO_LISTENER = 25  # answered with RST (counted as a drop of the segment)
+    # The MAC marked the frame bad on its last beat: FCS mismatch (IEEE 802.3 s3.2.9),
+    # RX_ER, runt, too long or RX overflow (hdl/mac, ``EthernetMac.rx_error``).  Checked
+    # before every other reason; numbered last so the other reasons keep their values.
+    MAC_ERROR = 26
 
 
 TcpOptions = data.StructLayout({

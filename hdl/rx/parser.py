@@ -24,6 +24,8 @@ class RxParser(wiring.Component):
     options cost ``IHL - 5`` cycles, and nothing when absent); TCP options go through
     :class:`TcpOptionParser`.  Checks, in order, each with its drop reason:
 
+    - MAC: the frame was marked bad on its last beat (FCS, IEEE 802.3 s3.2.9; RX_ER,
+      runt, too long, RX overflow), before anything read from its bytes.
     - Ethernet: runt, oversize, destination MAC ours or broadcast, EtherType IPv4 or
       ARP, then frame buffer full (a frame not for us is never counted as lost).
     - ARP (RFC 826): length, hardware type Ethernet, protocol IPv4, sizes 6/4,
@@ -41,8 +43,8 @@ class RxParser(wiring.Component):
 
     Ports
     -----
-    frame_bytes, frame_len, frame_done : In
-        From :class:`FrameCapture`.
+    frame_bytes, frame_len, frame_done, mac_error : In
+        From :class:`FrameCapture` (``mac_error``: its ``frame_mac_error`` snapshot).
     ip_sum, l4_sum, sum_done : In
         From :class:`RxChecksum`.
     buf_start, buf_end, buf_kept : In
@@ -62,6 +64,7 @@ class RxParser(wiring.Component):
             "frame_bytes": In(data.ArrayLayout(8, CAPTURE_BYTES)),
             "frame_len": In(16),
             "frame_done": In(1),
+            "mac_error": In(1),
             "ip_sum": In(16),
             "l4_sum": In(32),
             "sum_done": In(1),
@@ -136,6 +139,7 @@ class RxParser(wiring.Component):
             return flags[name][0]
 
         oper = field(a + arp.OPER, 2)
+        mac_error = flag("mac_error", self.mac_error)
         runt = flag("runt", flen < ethernet.HEADER_BYTES)
         oversize = flag("oversize", flen > self._max_frame)
         mac_dst = flag("mac_dst", (eth_dst != self.mac_addr) & ~eth_broadcast)
@@ -170,7 +174,9 @@ class RxParser(wiring.Component):
 
         reason = Signal(DropReason)
         verdict = Signal(Verdict)
-        with m.If(runt):
+        with m.If(mac_error):
+            m.d.comb += reason.eq(DropReason.MAC_ERROR)
+        with m.Elif(runt):
             m.d.comb += reason.eq(DropReason.RUNT)
         with m.Elif(oversize):
             m.d.comb += reason.eq(DropReason.OVERSIZE)

@@ -57,6 +57,9 @@ class ToeConfig:
         (timestamps, PAWS, RTT measurement) and RFC 2018 (SACK-permitted, SACK blocks in
         the ACKs while out-of-order text is held).  All on by default; each can be
         turned off for a build (then the option is neither sent nor accepted).
+    sack_ranges:
+        SACKed ranges the sender's scoreboard holds per connection (RFC 6675;
+        :mod:`hdl.tcp.scoreboard`): the holes between them are resent in recovery.
     ecn:
         Explicit Congestion Notification (RFC 3168; RFC 9293 SHLD-8): offered in an
         active open's SYN (ECE and CWR) and accepted from a peer's; once agreed, new
@@ -129,6 +132,7 @@ class ToeConfig:
     fin_wait_2_us: int = 60_000_000
     ack_delay_us: int = 40_000
     reassembly_intervals: int = 4
+    sack_ranges: int = 4
     tick_bits: int = 1
     window_scaling: bool = True
     timestamps: bool = True
@@ -157,6 +161,8 @@ class ToeConfig:
             raise ValueError("ack_delay_us must be 0 .. 499,999 (RFC 9293 MUST-40)")
         if not 1 <= self.reassembly_intervals <= 16:
             raise ValueError("reassembly_intervals must be 1..16")
+        if not 1 <= self.sack_ranges <= 8:
+            raise ValueError("sack_ranges must be 1..8")
         if not 1 <= self.initial_window <= 64:
             raise ValueError("initial_window must be 1..64 segments")
         if self.rx_buffer_bytes < 2 * self.max_frame_bytes:

@@ -35,6 +35,7 @@ from .event_context import TS_RECENT_MAX_AGE, TS_TICK_BITS, EventSlot
 from .keepalive import rearm
 from .reassembly import add_text_steps
 from .recovery import classify_ack, on_open
+from .scoreboard import begin_merge
 from .seq import seq_diff, seq_le, seq_lt
 from .states import SYNCHRONIZED, TcpState
 
@@ -320,6 +321,9 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                     e.enqueue()
                 with m.If((t.rtt_active & seq_le(t.rtt_seq, ack)) | by_ts):
                     m.next = "rtt_sample"
+            # The SACK blocks into the scoreboard first (hdl/tcp/scoreboard.py).
+            begin_merge(e, seq_lt(t.snd_una, ack)
+                        & ((t.rtt_active & seq_le(t.rtt_seq, ack)) | by_ts))
             with m.If((ack == t.snd_una) & (s.tcp_window == 0)
                       & (t.backoff > cfg.r1_retries)):
                 # The peer answers our zero-window probes: it is alive (RFC 9293

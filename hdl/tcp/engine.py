@@ -54,6 +54,7 @@ from .opening import add_opening_steps
 from .output import OutputRegisters, add_output_steps
 from .recovery import CongestionRegisters, add_recovery_steps
 from .rto import RtoBackoff, RtoEstimator
+from .scoreboard import ScoreboardRegisters, add_scoreboard_steps
 from .seq import seq_diff
 from .tcb import (
     copy_layout,
@@ -191,6 +192,7 @@ class TcpEngine(wiring.Component):
         e.tcb_rd_data, e.tcb_wr_en, e.reset_meta = tcb_rd.data, tcb_wr.en, self.reset_meta
         e.copy_port = self.copy
         e.cc = CongestionRegisters()
+        e.sb = ScoreboardRegisters(cfg)
         t = e.t
         scan = Signal(cfg.conn_bits)  # the timer scan's next connection (and CLEAR's)
         last_src = Signal(EventSource)
@@ -303,6 +305,7 @@ class TcpEngine(wiring.Component):
             add_timer_steps(e, o, backoff, listeners)
             add_emission_steps(e, lookup, ids, oq, self)
             add_recovery_steps(e, cc)
+            add_scoreboard_steps(e)
 
         self.transitions = e.transitions  # for the test against hdl/tcp/states.py
         m.d.comb += self.limit_addr.eq(Mux(fsm.ongoing("clear_tcbs"), scan, e.cid))

@@ -88,6 +88,8 @@ ENGINE_COUNTERS = [
     "tcp_ecn_ce",  # segments that arrived marked CE (RFC 3168), echoed with ECE
     "tcp_ecn_reductions",  # ECEs that reduced cwnd (at most once per window)
     "tcp_cwnd_restarts",  # restarts from min(IW, cwnd) after an idle period (RFC 5681 s4.1)
+    "tcp_sack_dropped",  # SACK blocks the scoreboard had no place for
+    "tcp_sack_rexmits",  # holes between SACKed ranges resent on duplicate ACKs (RFC 6675)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -436,6 +438,7 @@ class EventContext:
             t.cwnd.eq(self.cfg.initial_window * tcp.DEFAULT_MSS),
             t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
             t.rexmit.eq(0), t.retransmits.eq(0), t.cc_algo.eq(0), t.cc_state.eq(0),
+            t.sb.eq(0), t.high_rxt.eq(0), t.rexmit_dup.eq(0),
         ]
         self.offer_options()
 

@@ -17,6 +17,7 @@ reuses the length step's registers.
 from amaranth.hdl import Mux, Signal
 
 from ..proto import tcp
+from . import scoreboard
 from .congestion import initial_window
 from .seq import seq_diff, seq_lt, seq_min
 from .states import TcpState
@@ -38,6 +39,8 @@ class OutputRegisters:
         self.wnd = Signal(32)  # min(SND.WND, the congestion window)
         self.restart = Signal()  # idle longer than the RTO: the restart window applies
         self.restart_wnd = Signal(32)  # min(SND.WND, cwnd, IW)
+        self.hole = Signal(32)  # where a retransmission starts (hdl/tcp/scoreboard.py)
+        self.lost = Signal()  # ... and that hole is to be resent
 
     def add_length_step(self, e, name: str, then: str):
         """Step ``name``: the segment length, min(bytes, window room, SND.MSS), then
@@ -67,12 +70,20 @@ def add_output_steps(e, o, backoff):
             o.restart_wnd.eq(seq_min(t.snd_wnd, iw)),
         ]
         m.next = "output_measure"
+        with m.If(t.rexmit):
+            m.next = "output_hole"
+
+    with m.State("output_hole"):
+        scoreboard.hole_from(e, o)
+        m.next = "output_measure"
 
     with m.State("output_measure"):
-        sent = seq_diff(t.snd_max, t.snd_una)  # what a fast retransmission may resend
-        avail = Mux(t.rexmit, Mux(seq_lt(t.snd_end, t.snd_max), seq_diff(t.snd_end, t.snd_una),
-                                  sent),
-                    seq_diff(t.snd_end, t.snd_nxt))
+        # A retransmission: from the hole to the next SACKed range, the data's end (the
+        # FIN, if sent, is not data) or SND.MAX.
+        hole_end, lost = scoreboard.hole_end(e, o)
+        data_end = Mux(seq_lt(t.snd_end, t.snd_max), t.snd_end, t.snd_max)
+        limit = Mux(seq_lt(hole_end, data_end), hole_end, data_end)
+        avail = Mux(t.rexmit, seq_diff(limit, o.hole), seq_diff(t.snd_end, t.snd_nxt))
         wnd = Mux(o.restart, seq_min(o.restart_wnd, o.wnd), o.wnd)
         room = seq_diff((t.snd_una + wnd)[:32], t.snd_nxt)
         with m.If(o.restart):
@@ -81,6 +92,7 @@ def add_output_steps(e, o, backoff):
         m.d.sync += [
             o.avail.eq(Mux(~avail[31], avail, 0)),
             o.fin_left.eq(~avail[31]),
+            o.lost.eq(lost),
             o.room.eq(Mux(t.rexmit, 0xFFFF, Mux(~room[31], room, 0))),
         ]
         e.measure_window()
@@ -90,26 +102,34 @@ def add_output_steps(e, o, backoff):
 
     with m.State("output_send"):
         m.next = "finish"
-        with m.If(t.rexmit):
+        with m.If(t.rexmit & o.lost):
             fast_retransmit(e, o)
+        with m.Elif(t.rexmit):
+            # No hole below a SACKed range: new data, as the window allows.
+            m.d.sync += [t.rexmit.eq(0), t.rexmit_dup.eq(0)]
+            e.enqueue()
         with m.Else():
             send_new(e, o, backoff)
 
 
 def fast_retransmit(e, o):
-    """The segment at SND.UNA again (RFC 5681 s3.2 step 3, RFC 6582 step 5), with the
-    FIN if it was sent and this segment reaches it; then the output routine again for
-    what the window allows."""
+    """The segment at the hole again: at SND.UNA (RFC 5681 s3.2 step 3, RFC 6582 step
+    5), or between SACKed ranges (RFC 6675, :mod:`hdl.tcp.scoreboard`), with the FIN
+    if it was sent and this segment reaches it; then the output routine again for what
+    the window allows."""
     m, t = e.m, e.t
     length = o.length
     fin_now = e.closing_sends_fin & t.fin_queued & seq_lt(t.snd_end, t.snd_max) & (
-        (t.snd_una + length)[:32] == t.snd_end)
+        (o.hole + length)[:32] == t.snd_end)
     m.d.sync += t.rexmit.eq(0)
     with m.If((length != 0) | fin_now):
-        e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0), t.snd_una, pos=t.snd_una,
-               length=length)
+        e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0), o.hole, pos=o.hole, length=length)
+        scoreboard.resent(e, o, length + fin_now)
+        with m.If(t.rexmit_dup):
+            m.d.sync += t.retransmits.eq(t.retransmits + 1)
+            e.count("tcp_sack_rexmits")
         # Karn (RFC 6298 s3): a segment sent twice is not timed.
-        with m.If(t.rtt_active & seq_lt(t.snd_una, t.rtt_seq)):
+        with m.If(t.rtt_active & seq_lt(o.hole, t.rtt_seq)):
             m.d.sync += t.rtt_active.eq(0)
     e.enqueue()
 

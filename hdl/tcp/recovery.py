@@ -19,6 +19,7 @@ timeout ends recovery and sets ``recover`` = SND.MAX (RFC 6582 s4).
 
 from amaranth.hdl import Signal
 
+from . import scoreboard
 from .congestion import CcEvent
 from .event_context import EventSource
 from .seq import seq_diff, seq_lt
@@ -55,10 +56,12 @@ def on_open(e):
 
 
 def on_timeout(e):
-    """A retransmission timeout in a synchronized state (RFC 5681 s3.1, RFC 6582 s4)."""
+    """A retransmission timeout in a synchronized state (RFC 5681 s3.1, RFC 6582 s4);
+    the SACK scoreboard is cleared (RFC 6675 s5.1)."""
     t = e.t
     e.m.d.sync += [t.dupacks.eq(0), t.in_recovery.eq(0), t.recover.eq(t.snd_max),
-                   t.rexmit.eq(0)]
+                   t.rexmit.eq(0), t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una)]
+    scoreboard.clear(e)
     _raise(e, CcEvent.RTO, flight=seq_diff(t.snd_max, t.snd_una), repeat=t.backoff != 0)
 
 
@@ -80,7 +83,8 @@ def classify_ack(e, ack, new_data):
         m.d.sync += t.dupacks.eq(0)
         with m.If(t.in_recovery & seq_lt(ack, t.recover)):
             # RFC 6582 s3.2 step 5: a partial ACK; the next hole goes at once.
-            m.d.sync += [t.rexmit.eq(1), t.retransmits.eq(t.retransmits + 1)]
+            m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(0),
+                         t.retransmits.eq(t.retransmits + 1)]
             e.enqueue()
             _raise(e, CcEvent.PARTIAL, acked=acked)
         with m.Elif(t.in_recovery):
@@ -97,6 +101,10 @@ def classify_ack(e, ack, new_data):
                      & (e.seg_wnd == t.snd_wnd))
         with m.If(duplicate & t.in_recovery):
             e.enqueue()  # the inflated window may let new data go (step 4)
+            with m.If(t.sack_ok):
+                # RFC 6675 s5 (C): the next hole below a SACKed range goes first
+                # (hdl/tcp/scoreboard.py; none: new data as the window allows).
+                m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(1)]
             _raise(e, CcEvent.DUPACK)
         with m.Elif(duplicate):
             with m.If(t.dupacks != 3):
@@ -104,6 +112,7 @@ def classify_ack(e, ack, new_data):
             with m.If((t.dupacks == 2) & seq_lt(t.recover, ack)):
                 # The third: fast retransmit (RFC 5681 s3.2 steps 2-3).
                 m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1),
+                             t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una),
                              t.retransmits.eq(t.retransmits + 1)]
                 e.count("tcp_fast_retransmits")
                 e.enqueue()

@@ -89,6 +89,12 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "recover": 32,  # RFC 6582: SND.MAX when recovery (or the last timeout) began
         "rexmit": 1,  # the output routine sends the segment at SND.UNA again
         "retransmits": 16,  # segments sent again, after a timeout or fast (GET_INFO)
+        # The SACK scoreboard (hdl/tcp/scoreboard.py): ranges the peer holds, and
+        # RFC 6675's HighRxt; ``rexmit_dup``: the resend is for a duplicate ACK.
+        "sb": data.ArrayLayout(data.StructLayout({"valid": 1, "start": 32, "end": 32}),
+                               config.sack_ranges),
+        "high_rxt": 32,
+        "rexmit_dup": 1,
         "sent_at": 32,  # when new data last went (RFC 5681 s4.1 restart after idle)
         # Retransmission (RFC 6298) and the connection timer.
         "rto": 32,

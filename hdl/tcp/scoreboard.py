@@ -1,0 +1,165 @@
+"""The sender's SACK scoreboard (RFC 2018 s5, RFC 6675 s3-5): which ranges beyond
+SND.UNA the peer holds, so that loss recovery resends the holes between them and not
+what arrived.
+
+Each TCB keeps ``ToeConfig.sack_ranges`` disjoint, non-adjacent ranges ``sb`` of
+sequence space within SND.UNA..SND.MAX, and ``high_rxt`` (RFC 6675 HighRxt): the end of
+what this recovery has resent.
+
+- **Merging** (step ``sack_merge``, after an acceptable ACK that carries SACK blocks
+  on a connection that agreed SACK): first the ranges at or below the new SND.UNA are
+  dropped and those that straddle it cut; then each block, two cycles each: a block
+  that lies wholly in SND.UNA..SND.MAX is joined with every range it overlaps or
+  touches, or takes a free place.  A D-SACK block (RFC 2883, below SND.UNA or inside a
+  held range) changes nothing.  A block with no place is left out and counted in
+  ``tcp_sack_dropped``: the scoreboard may know less than the peer holds, never more.
+- **The next hole** (RFC 6675 s4 NextSeg rule 1, steps ``output_hole`` and
+  ``output_measure``): from max(HighRxt, SND.UNA), past the range that covers it, up
+  to the next range's start.  Only a hole below a SACKed range is resent (a range
+  above it: the peer has later data, so the hole's segment was lost, the
+  simplification of IsLost that FreeBSD makes); at SND.UNA the first retransmission of
+  a recovery goes as RFC 5681 s3.2 says, SACK or not.
+- **Window**: fast recovery keeps RFC 5681's inflation by duplicate ACKs, and a hole
+  resent on a duplicate ACK takes its length off cwnd again, so that each duplicate
+  ACK lets one segment go (RFC 6675's pipe counts a retransmission as in flight).
+- **After a timeout** the scoreboard is cleared (RFC 6675 s5.1) and go-back-N resends
+  from SND.UNA.
+"""
+
+from amaranth.hdl import Cat, Mux, Signal
+
+from .seq import seq_le, seq_lt
+
+__all__ = ["ScoreboardRegisters", "add_scoreboard_steps", "begin_merge", "clear",
+           "hole_from", "hole_end", "resent"]
+
+
+class ScoreboardRegisters:
+    """The merge loop's registers."""
+
+    def __init__(self, config):
+        self.block = Signal(3)  # the SACK block being merged
+        self.pruned = Signal()  # the ranges below SND.UNA are gone
+        self.rtt_due = Signal()  # after the merge: an RTT sample (hdl/tcp/arrival.py)
+        # The block being merged, clamped at SND.UNA, and what it overlaps.
+        self.ok = Signal()
+        self.left = Signal(32)
+        self.right = Signal(32)
+        self.overlaps = Signal(config.sack_ranges)
+
+
+def clear(e):
+    """Forget every SACKed range (a timeout, RFC 6675 s5.1; a new connection)."""
+    m, t = e.m, e.t
+    m.d.sync += [t.sb[i].valid.eq(0) for i in range(e.cfg.sack_ranges)]
+
+
+def begin_merge(e, rtt_due):
+    """In ``seg_check_ack``, an acceptable ACK: merge its SACK blocks, if any, before
+    what follows (``rtt_due``: an RTT sample is next)."""
+    m, t, s = e.m, e.t, e.s
+    with m.If(t.sack_ok & (s.tcp_options.sack_count != 0)):
+        sb = e.sb
+        m.d.sync += [sb.block.eq(0), sb.pruned.eq(0), sb.rtt_due.eq(rtt_due)]
+        m.next = "sack_merge"
+
+
+def add_scoreboard_steps(e):
+    m, t, s = e.m, e.t, e.s
+    sb, n = e.sb, e.cfg.sack_ranges
+    blocks = s.tcp_options.sack
+    una, smax = t.snd_una, t.snd_max  # SND.UNA as this ACK left it
+
+    with m.State("sack_merge"):
+        with m.If(~sb.pruned):
+            # Ranges at or below SND.UNA are acknowledged; one that straddles it starts
+            # at SND.UNA.
+            m.d.sync += sb.pruned.eq(1)
+            for i in range(n):
+                r = t.sb[i]
+                with m.If(r.valid & seq_le(r.end, una)):
+                    m.d.sync += r.valid.eq(0)
+                with m.Elif(r.valid & seq_lt(r.start, una)):
+                    m.d.sync += r.start.eq(una)
+        with m.Elif(sb.block == s.tcp_options.sack_count):
+            m.next = "seg_text"
+            with m.If(sb.rtt_due):
+                m.next = "rtt_sample"
+            with m.Elif(e.cc.on):
+                m.next = "cwnd_update"
+        with m.Else():
+            # The block, and which ranges it overlaps or touches (registered).
+            blk = blocks[sb.block]
+            left = Mux(seq_lt(blk.left, una), una, blk.left)
+            right = blk.right
+            m.d.sync += [
+                sb.ok.eq(seq_lt(una, right) & seq_le(right, smax) & seq_lt(blk.left, right)),
+                sb.left.eq(left), sb.right.eq(right),
+                sb.overlaps.eq(Cat(*(t.sb[i].valid & seq_le(left, t.sb[i].end)
+                                     & seq_le(t.sb[i].start, right) for i in range(n)))),
+            ]
+            m.next = "sack_join"
+
+    with m.State("sack_join"):
+        # The union of the block and every range it overlaps goes into the first of
+        # them (or the first free place); the others are freed.
+        m.next = "sack_merge"
+        m.d.sync += sb.block.eq(sb.block + 1)
+        start, end = sb.left, sb.right
+        for i in range(n):
+            r = t.sb[i]
+            start = Mux(sb.overlaps[i] & seq_lt(r.start, start), r.start, start)
+            end = Mux(sb.overlaps[i] & seq_lt(end, r.end), r.end, end)
+        # The place: the first range it overlaps, or else the first free one.
+        place = Signal(n)
+        taken = 0
+        for i in range(n):
+            want = Mux(sb.overlaps != 0, sb.overlaps[i], ~t.sb[i].valid)
+            m.d.comb += place[i].eq(want & ~taken)
+            taken = taken | want
+        with m.If(sb.ok):
+            with m.If(place == 0):
+                e.count("tcp_sack_dropped")
+            for i in range(n):
+                r = t.sb[i]
+                with m.If(place[i]):
+                    m.d.sync += [r.valid.eq(1), r.start.eq(start), r.end.eq(end)]
+                with m.Elif(sb.overlaps[i]):
+                    m.d.sync += r.valid.eq(0)
+
+
+def hole_from(e, o):
+    """Step ``output_hole``: where the next retransmission starts, max(HighRxt,
+    SND.UNA) moved past the range that holds it (registered in ``o.hole``)."""
+    m, t = e.m, e.t
+    p = Mux(t.sack_ok & seq_lt(t.snd_una, t.high_rxt), t.high_rxt, t.snd_una)
+    hole = p
+    for i in range(e.cfg.sack_ranges):
+        r = t.sb[i]
+        hole = Mux(t.sack_ok & r.valid & seq_le(r.start, p) & seq_lt(p, r.end), r.end, hole)
+    m.d.sync += o.hole.eq(hole)
+
+
+def hole_end(e, o):
+    """In ``output_measure``: the next SACKed range above the hole, where the hole ends
+    (SND.MAX if none: then there is no hole to resend unless it is at SND.UNA)."""
+    t = e.t
+    end, above = t.snd_max, 0
+    for i in range(e.cfg.sack_ranges):
+        r = t.sb[i]
+        here = t.sack_ok & r.valid & seq_lt(o.hole, r.start)
+        end = Mux(here & seq_lt(r.start, end), r.start, end)
+        above = above | here
+    lost = above | (o.hole == t.snd_una)
+    return end, lost
+
+
+def resent(e, o, length):
+    """In the retransmission: HighRxt moves to the end of what went; a hole resent on
+    a duplicate ACK (not the one at SND.UNA that starts recovery) takes its length off
+    the inflated cwnd."""
+    m, t = e.m, e.t
+    m.d.sync += t.high_rxt.eq((o.hole + length)[:32])
+    m.d.sync += t.rexmit_dup.eq(0)
+    with m.If(t.rexmit_dup & (t.cwnd > length + t.snd_mss)):
+        m.d.sync += t.cwnd.eq(t.cwnd - length)

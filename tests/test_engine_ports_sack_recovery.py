@@ -1,0 +1,151 @@
+"""SACK-based loss recovery at the engine's own ports (RFC 2018 s5, RFC 6675;
+hdl/tcp/scoreboard.py): the sender's scoreboard of the ranges the peer holds, and
+recovery that resends every hole below a SACKed range on the duplicate ACKs of one
+round trip.
+
+The peer announces an MSS of 100 and SACK-permitted; a window of 20 segments leaves at
+once (cwnd 20 SMSS, in congestion avoidance) and segments are numbered from 0 at ISS+1.
+"""
+
+from engine_bench import BENCH_CONFIG, MOD, Peer, run
+from engine_fixtures import established
+
+CC = BENCH_CONFIG.replace(tx_ring_bytes=1 << 16, initial_window=10)
+SMSS = 100
+
+
+async def _window(b, sack=True, **tcb):
+    peer = Peer(mss=SMSS, sack_permitted=sack)
+    c = await established(b, peer, tcb={"cwnd": 20 * SMSS, "ssthresh": 20 * SMSS, **tcb})
+    b.write(c.id, 40_000)
+    flight = await b.burst()
+    assert len(flight) == 20
+    return c
+
+
+def _seq(c, k):
+    return (c.iss + 1 + k * SMSS) % MOD
+
+
+def _ranges(b, c):
+    """The scoreboard's valid ranges, as segment numbers, lowest first."""
+    base = c.iss + 1
+    return sorted(((r["start"] - base) % MOD // SMSS, (r["end"] - base) % MOD // SMSS)
+                  for r in b.tcb(c.id)["sb"] if r["valid"])
+
+
+async def _arrivals(b, c, arrived, lost):
+    """The peer receives segments 0..19 but ``lost`` and answers each as a SACK
+    receiver does (RFC 2018 s4: the first block holds the latest segment); returns the
+    segments the engine resent meanwhile (below segment 20), in order."""
+    held = []  # the peer's ranges beyond its cumulative ACK, as [start, end) segments
+    rcv = 0
+    resent = []
+    for k in arrived:
+        if k in lost:
+            continue
+        if k == rcv:
+            rcv += 1
+            while held and held[0][0] == rcv:
+                rcv = held.pop(0)[1]
+        else:
+            held.append((k, k + 1))
+            held.sort()
+            merged = []
+            for s, e in held:
+                if merged and merged[-1][1] == s:
+                    merged[-1] = (merged[-1][0], e)
+                else:
+                    merged.append((s, e))
+            held = merged
+        latest = next(((s, e) for s, e in held if s <= k < e), None)
+        blocks = ([latest] if latest else []) + [r for r in reversed(held) if r != latest]
+        b.send(c.peer, "A", ack=_seq(c, rcv),
+               sack=[(_seq(c, s), _seq(c, e)) for s, e in blocks[:4]])
+        for seg in await b.burst():
+            if (seg.seq - c.iss - 1) % MOD < 20 * SMSS:
+                resent.append((seg.seq - c.iss - 1) % MOD // SMSS)
+    return resent
+
+
+def test_three_losses_repaired_in_one_round_trip():
+    """RFC 6675 s5: with SACK, the third duplicate ACK resends the first hole (RFC 5681
+    s3.2) and the later duplicate ACKs of the same round trip resend each further hole
+    once a SACKed range lies above it; all three losses of the window (segments 1, 4
+    and 8) go again before any partial ACK, and one ACK of everything ends recovery.
+    No timeout; each hole resent on a duplicate ACK counts in ``tcp_sack_rexmits``."""
+    async def body(b):
+        c = await _window(b)
+        resent = await _arrivals(b, c, range(20), lost={1, 4, 8})
+        assert resent == [1, 4, 8]
+        assert b.tcb(c.id)["in_recovery"] == 1
+        assert b.counters["tcp_fast_retransmits"] == 1
+        assert b.counters["tcp_sack_rexmits"] == 2
+        assert b.counters["tcp_retransmits"] == 0  # no timeout
+        recover = b.tcb(c.id)["recover"]
+        b.send(c.peer, "A", ack=recover)
+        await b.burst()
+        assert b.tcb(c.id)["in_recovery"] == 0
+    run(body, CC)
+
+
+def test_without_sack_newreno_resends_one_hole_per_round_trip():
+    """RFC 6582 s3.2: without SACK the same losses get only the first hole resent in
+    the first round trip; the others wait for partial ACKs (one round trip each)."""
+    async def body(b):
+        c = await _window(b, sack=False)
+        resent = await _arrivals(b, c, range(20), lost={1, 4, 8})
+        assert resent == [1]
+        assert b.counters["tcp_sack_rexmits"] == 0
+    run(body, CC)
+
+
+def test_scoreboard_merges_prunes_and_ignores_dsack():
+    """RFC 2018 s5 / RFC 6675 s3: blocks join the ranges they overlap or touch; a
+    D-SACK block (RFC 2883: below SND.UNA) and a block beyond SND.MAX change nothing;
+    a cumulative ACK drops the ranges it covers and cuts the one it reaches into."""
+    async def body(b):
+        c = await _window(b)
+        ack = _seq(c, 0)
+
+        def sack(*blocks, upto=ack):
+            b.send(c.peer, "A", ack=upto, sack=[(_seq(c, s), _seq(c, e)) for s, e in blocks])
+
+        sack((2, 3))
+        sack((5, 7), (2, 3))
+        await b.burst()
+        assert _ranges(b, c) == [(2, 3), (5, 7)]
+        sack((3, 5))  # fills the gap between them: one range
+        await b.burst()
+        assert _ranges(b, c) == [(2, 7)]
+        sack((10, 12), (14, 15), (17, 18))
+        await b.burst()
+        assert _ranges(b, c) == [(2, 7), (10, 12), (14, 15), (17, 18)]
+        sack((19, 20))  # a fifth range: no place, counted, nothing lost
+        await b.burst()
+        assert _ranges(b, c) == [(2, 7), (10, 12), (14, 15), (17, 18)]
+        assert b.counters["tcp_sack_dropped"] == 1
+        sack((-3, -1), (11, 12))  # D-SACK below SND.UNA, then a held range
+        sack((21, 25))  # beyond SND.MAX (segment 20 is not sent)
+        await b.burst()
+        assert _ranges(b, c) == [(2, 7), (10, 12), (14, 15), (17, 18)]
+        sack((17, 18), upto=_seq(c, 11))  # the cumulative ACK reaches into (10, 12)
+        await b.burst()
+        assert _ranges(b, c) == [(11, 12), (14, 15), (17, 18)]
+    run(body, CC)
+
+
+def test_timeout_clears_the_scoreboard():
+    """RFC 6675 s5.1: after a retransmission timeout the scoreboard is cleared and
+    go-back-N resends from SND.UNA."""
+    async def body(b):
+        c = await _window(b)
+        b.send(c.peer, "A", ack=_seq(c, 0), sack=[(_seq(c, 3), _seq(c, 6))])
+        await b.burst()
+        assert _ranges(b, c) == [(3, 6)]
+        await b.advance(b.tcb(c.id)["rto"] + 1)
+        again = await b.next_segment(flags="A")
+        assert again.seq == _seq(c, 0)
+        await b.settle()
+        assert _ranges(b, c) == []
+    run(body, CC)

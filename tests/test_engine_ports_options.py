@@ -260,8 +260,9 @@ def _sack_peer(**kw):
 @pytest.mark.parametrize("ts", [False, True])
 def test_sack_blocks_after_each_arrival(ts):
     """RFC 2018 s4: every ACK while text is held carries SACK blocks: the block of the
-    latest segment first, then the other held ranges; as many as fit (4, or 3 beside
-    timestamps, s3); none once nothing is held."""
+    latest segment first, then the other held ranges by recency (the most recently
+    reported first); as many as fit (4, or 3 beside timestamps, s3); none once nothing
+    is held."""
     async def body(b):
         c = await established(b, _sack_peer(ts=ts))
         h = c.rcv_nxt
@@ -273,10 +274,10 @@ def test_sack_blocks_after_each_arrival(ts):
 
         assert await text(20, 10) == [(20, 30)]
         assert await text(40, 10) == [(40, 50), (20, 30)]
-        assert await text(60, 10) == [(60, 70), (20, 30), (40, 50)]
+        assert await text(60, 10) == [(60, 70), (40, 50), (20, 30)]
         four = await text(80, 10)
-        assert four == [(80, 90), (20, 30), (40, 50), (60, 70)][: 3 if ts else 4]
-        assert await text(30, 10) == [(20, 50), (60, 70), (80, 90)]  # merged, first
+        assert four == [(80, 90), (60, 70), (40, 50), (20, 30)][: 3 if ts else 4]
+        assert await text(30, 10) == [(20, 50), (80, 90), (60, 70)]  # merged, first
         # A duplicate of held text: a D-SACK block, then the range that holds it (RFC
         # 2883 s4.1.2).
         dup = await text(62, 4)

@@ -58,32 +58,26 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
             e.seg.flags & tcp.SYN, seq_min(e.w_space, 0xFFFF),
             e.scale_down(Mux(open_up, e.w_space, kept + round_up))))
         # SACK blocks (RFC 2018 s4) in pure ACKs while text is held out of order: a
-        # D-SACK block first if the segment was a duplicate (RFC 2883 s4), then the
-        # interval of the latest segment, then the others in table order, as many as
-        # fit beside the timestamps.
+        # D-SACK block first if the segment was a duplicate (RFC 2883 s4), then the held
+        # ranges by recency (``sack_rank``: the latest segment's first), as many as fit
+        # beside the timestamps.
         k = cfg.reassembly_intervals
         ooo = t.ooo
         fit = Mux(t.ts_ok, tcp.sack_blocks_that_fit(True), tcp.sack_blocks_that_fit(False))
-        first_on = Signal(k)
-        rest_on = Signal(k)
-        for i in range(k):
-            m.d.comb += [first_on[i].eq(ooo[i].valid & (t.sack_first == i)),
-                         rest_on[i].eq(ooo[i].valid & (t.sack_first != i))]
         sack_on = t.sack_ok & ~(e.seg.flags & (tcp.SYN | tcp.RST)).any() & (e.seg.len == 0)
         dup = e.dsack.on
-        lead = dup + first_on.any()
         total = Signal(range(k + 2))
         m.d.comb += total.eq(dup + sum(ooo[i].valid for i in range(k)))
         m.d.sync += e.sack_n.eq(Mux(sack_on, Mux(total < fit, total, fit), 0))
         with m.If(dup):
             m.d.sync += e.sack[0].eq(Cat(e.dsack.left, e.dsack.right))
+        rank = t.sack_rank
         for i in range(k):
-            with m.If(first_on[i]):
-                m.d.sync += e.sack[dup].eq(Cat(ooo[i].start, ooo[i].end))
-            # The others follow: place = lead + (held intervals before i, not first).
-            place = lead + sum(rest_on[j] for j in range(i))
+            # The place of range i: after the D-SACK block and the held ranges more
+            # recent than it.
+            place = dup + sum(ooo[j].valid & (rank[j] < rank[i]) for j in range(k) if j != i)
             for j in range(tcp.MAX_SACK_BLOCKS):
-                with m.If(rest_on[i] & (place == j)):
+                with m.If(ooo[i].valid & (place == j)):
                     m.d.sync += e.sack[j].eq(Cat(ooo[i].start, ooo[i].end))
         m.next = "emit"
 

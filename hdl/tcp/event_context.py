@@ -431,6 +431,7 @@ class EventContext:
             t.rtt_valid.eq(0), t.backoff.eq(0), t.snd_wnd.eq(0),
             t.srtt.eq(0), t.rttvar.eq(0), t.dlv_out.eq(0), t.timer_on.eq(0),
             t.ooo.eq(0), t.fin_held.eq(0), t.ack_pending.eq(0), t.quickack.eq(0),
+            *(t.sack_rank[i].eq(i) for i in range(self.cfg.reassembly_intervals)),
             t.nodelay.eq(0), t.max_wnd.eq(0),
             t.ka_idle.eq(0), t.ka_probes.eq(0), t.ka_intvl.eq(ka.ticks(ka.DEFAULT_INTERVAL_S)),
             t.ka_count.eq(ka.DEFAULT_COUNT),

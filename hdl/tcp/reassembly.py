@@ -181,15 +181,26 @@ def add_text_steps(e, fin_acked_steps):
                 m.d.comb += right_end.eq(ooo[i].end)
         in_order = r.a == t.rcv_nxt
         free = _first(m, Cat(~ooo[i].valid for i in range(k)), "text_free")
+        # The range that now holds the latest segment (one-hot) becomes the most recent
+        # (RFC 2018 s4); the ranges more recent than it move down one.
+        touch = Signal(k, name="sack_touch")
+        touched_rank = Signal.like(t.sack_rank[0])
+        for i in range(k):
+            with m.If(touch[i]):
+                m.d.comb += touched_rank.eq(t.sack_rank[i])
+        with m.If(touch.any()):
+            for i in range(k):
+                with m.If(touch[i]):
+                    m.d.sync += t.sack_rank[i].eq(0)
+                with m.Elif(t.sack_rank[i] < touched_rank):
+                    m.d.sync += t.sack_rank[i].eq(t.sack_rank[i] + 1)
         with m.If(r.text):
             e.send_ack()  # at once (RFC 5681 s4.2), also for a duplicate or no room
             with m.If(r.run == 0):
                 # Nothing new: a duplicate, or no room in the window.  A duplicate of
                 # held text is reported in a D-SACK block, followed by the interval
                 # that holds it (RFC 2883 s4.1.2, RFC 2018 s4).
-                for i in range(k):
-                    with m.If(left[i]):
-                        m.d.sync += t.sack_first.eq(i)
+                m.d.comb += touch.eq(left)
                 with m.If(r.left.any() & r.first):
                     e.report_duplicate(e.data_seq, r.b)
             with m.Elif(in_order):
@@ -208,21 +219,23 @@ def add_text_steps(e, fin_acked_steps):
                 with m.If(r.left.any()):
                     # Grows the interval that ends at its start (and swallows the one
                     # that starts at its end).
+                    m.d.comb += touch.eq(left)
                     for i in range(k):
                         with m.If(left[i]):
-                            m.d.sync += [ooo[i].end.eq(Mux(r.right.any(), right_end, run_end)),
-                                         t.sack_first.eq(i)]
+                            m.d.sync += ooo[i].end.eq(Mux(r.right.any(), right_end, run_end))
                         with m.If(right[i]):
                             m.d.sync += ooo[i].valid.eq(0)
                 with m.Elif(r.right.any()):
+                    m.d.comb += touch.eq(right)
                     for i in range(k):
                         with m.If(right[i]):
-                            m.d.sync += [ooo[i].start.eq(r.a), t.sack_first.eq(i)]
+                            m.d.sync += ooo[i].start.eq(r.a)
                 with m.Else():
+                    m.d.comb += touch.eq(free)
                     for i in range(k):
                         with m.If(free[i]):
                             m.d.sync += [ooo[i].valid.eq(1), ooo[i].start.eq(r.a),
-                                         ooo[i].end.eq(run_end), t.sack_first.eq(i)]
+                                         ooo[i].end.eq(run_end)]
             with m.Else():
                 e.count("tcp_ooo_dropped")  # every interval in use: nothing stored
                 m.d.sync += r.whole.eq(0)

@@ -76,7 +76,10 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "ooo": data.ArrayLayout(
             data.StructLayout({"valid": 1, "start": 32, "end": 32}),
             config.reassembly_intervals),
-        "sack_first": range(config.reassembly_intervals),  # holds the latest segment
+        # Recency of each range (RFC 2018 s4): 0 holds the latest segment, then the
+        # ranges in the order their last segment came (a permutation of 0..n-1).
+        "sack_rank": data.ArrayLayout(max(1, (config.reassembly_intervals - 1).bit_length()),
+                                      config.reassembly_intervals),
         "fin_held": 1,
         "fin_at": 32,
         # Congestion control (hdl/tcp/congestion.py, hdl/tcp/recovery.py).

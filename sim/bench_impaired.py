@@ -1,13 +1,15 @@
 """Goodput of the virtual NIC against Linux on an impaired wire (``toe bench-impaired``).
 
-For each wire -- clean, 2 % of frames reordered, 1 % lost -- a bulk transfer each way
+For each wire -- clean, 2 % of frames reordered, 1 % and 5 % lost -- a bulk transfer each way
 (Linux -> engine, then engine -> Linux; SHA-256 checked), the goodput and its ratio to
 the clean wire's, and what each end did about it: the engine's duplicate ACKs for
 out-of-order text (``tcp_out_of_order``), ACKs with SACK blocks (``tcp_sack_acks``),
 delayed ACKs, D-SACKs, retransmissions after a timeout and fast retransmissions
 (``tcp_retransmits``, ``tcp_fast_retransmits``), and Linux's retransmitted segments
-(``nstat``).  The impairment is the NIC's own (``sim.vnic.Impairment``, both
-directions, seeded), so a run is repeatable up to the timing of the host.
+(``nstat``), and how many round trips each sender took to repair a loss
+(:mod:`sim.loss_recovery`, from the NIC's capture).  The impairment is the NIC's own
+(``sim.vnic.Impairment``, both directions, seeded), so a run is repeatable up to the
+timing of the host.
 """
 
 import asyncio
@@ -18,6 +20,8 @@ import time
 from toe.host.socket_transport import open_engine
 
 from .bench_vnic import bulk_data, engine_to_kernel, kernel_to_engine
+from .build import build_root
+from .loss_recovery import recovery_stats
 from .vnic import Impairment, VirtualNic
 
 __all__ = ["WIRES", "run_impaired_benchmarks"]
@@ -27,6 +31,7 @@ WIRES = {
     "clean": Impairment(),
     "reorder_2pct": Impairment(reorder=0.02, seed=7),
     "loss_1pct": Impairment(loss=0.01, seed=7),
+    "loss_5pct": Impairment(loss=0.05, seed=7),
 }
 COUNTERS = ("tcp_out_of_order", "tcp_sack_acks", "tcp_dsack_acks", "tcp_delayed_acks",
             "tcp_retransmits", "tcp_fast_retransmits", "tcp_sack_rexmits", "tcp_ooo_dropped",
@@ -41,7 +46,9 @@ def _kernel_retransmits(nic: VirtualNic) -> int:
 def _run_wire(name: str, impairment: Impairment, chunks: list[bytes], tag: str) -> dict:
     expected = hashlib.sha256(b"".join(chunks)).hexdigest()
     result: dict = {}
-    with VirtualNic(netns=tag, impairment=impairment) as nic:
+    pcap = build_root() / "bench-impaired" / f"{name}.pcapng"
+    pcap.parent.mkdir(parents=True, exist_ok=True)
+    with VirtualNic(netns=tag, impairment=impairment, pcap=pcap) as nic:
         async def scenario() -> None:
             engine = await open_engine(str(nic.socket))
             for way, transfer, port in (("kernel_to_engine", kernel_to_engine, 9200),
@@ -64,6 +71,12 @@ def _run_wire(name: str, impairment: Impairment, chunks: list[bytes], tag: str) 
             await engine.transport.close()
 
         asyncio.run(scenario())
+    # How long each sender took to repair its losses, in round trips (the engine's
+    # view: frames as they left it and as they reached it).
+    engine_ip = nic.engine_ip.split("/")[0]
+    for way, sender, port in (("kernel_to_engine", nic.peer_ip, 9200),
+                              ("engine_to_kernel", engine_ip, 9201)):
+        result[way]["recovery"] = recovery_stats(pcap, sender, receiver_port=port).as_dict()
     return result
 
 

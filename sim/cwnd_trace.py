@@ -79,7 +79,8 @@ def trace_cwnd(size_mib: int = 4, loss: float = 0.01, interval: float = 0.005,
             after = await engine.transport.read_counters()
             await engine.transport.close()
             out["engine"] = {c: after[c] - before[c] for c in
-                             ("tcp_retransmits", "tcp_fast_retransmits", "tcp_ecn_reductions")}
+                             ("tcp_retransmits", "tcp_fast_retransmits", "tcp_sack_rexmits",
+                              "tcp_ecn_reductions")}
             return out
 
         out = asyncio.run(scenario())

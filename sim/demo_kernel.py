@@ -22,6 +22,7 @@ from pathlib import Path
 from toe.hdl.tcp.engine import TRACE_SOURCES, trace_layout
 from toe.host.socket_transport import open_engine
 
+from .cwnd_trace import trace_cwnd, write_trace
 from .ladder import list_connections, render_ladder
 from .netns import kernel_sockets, socket_in_netns
 from .state_coverage import event_name
@@ -140,9 +141,19 @@ def run_kernel_demo(out_dir: Path) -> str:
     counters = "  ".join(f"{k}={v}" for k, v in result["counters"].items() if v)
     lines += ["== engine counters", f"  {counters}", ""]
     ok = result["answer"] == b"".join(ANSWER) and result["echo"] == b"ping from Linux\n"
+    # The congestion window of a transfer with loss (sim/cwnd_trace.py): slow start,
+    # the cuts at each fast retransmit, congestion avoidance in between.
+    cwnd = trace_cwnd(size_mib=2, loss=0.01, tag="toedemocw")
+    write_trace(cwnd, out_dir / "cwnd.svg")
+    top = max(s["cwnd"] for s in cwnd["samples"])
+    lines += ["== the congestion window of 2 MiB engine -> Linux at 1 % frame loss",
+              f"  {cwnd['seconds']:.2f} s, largest cwnd {top // 1024} KiB, "
+              f"fast retransmits {cwnd['engine']['tcp_fast_retransmits']}, "
+              f"timeouts {cwnd['engine']['tcp_retransmits']}", ""]
     lines.append(f"application data intact: {'yes' if ok else 'NO'}")
     lines.append(f"pcap: {pcap}")
     lines += [f"ladder: {svg}" for svg in svgs]
+    lines.append(f"congestion window: {out_dir / 'cwnd.svg'}")
     text = "\n".join(lines) + "\n"
     (out_dir / "demo-kernel.txt").write_text(text)
     if not ok:

@@ -17,11 +17,22 @@ A thin IO/clock wrapper around the portable core (Corundum's fpga / fpga_core sp
   parser and its frames merged with the engine's on TX.
 - LEDs: link (port 0 in-band status), activity (frames either way, stretched to 50 ms).
 - MDIO is not driven: the PHYs come up from their straps (auto-negotiation on).
+
+``BoardTop(board, config, simulation=True)`` is the same design for a simulator
+(``tests/test_board_sim.py``): elaborated with no platform, the EHXPLLL is replaced by
+a direct clock (the ``clk`` and ``rst`` ports are the PLL's output and the reset
+button), each pin of the board's resources (``eth_rgmii``, ``eth_mgmt``) is a top-level
+port named ``eth<N>_<subsignal>`` (``eth0_rx_clk``, ``eth0_tx_ctrl`` on the ECPIX-5,
+``mgmt_rst``...), :class:`RgmiiPhy` uses its behavioural DDR cells and leaves the
+DELAYGs out (a delay has no meaning without wire timing), and the LEDs are the
+``led_link``/``led_act`` ports.  Everything between the pins and the clock is the
+hardware design.
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
 
 from toe.hdl.config import ToeConfig
 from toe.hdl.core import ToeCore
@@ -54,15 +65,40 @@ def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:
 class BoardTop(wiring.Component):
     """The whole design of one board (``board``: a key of :data:`BOARDS`)."""
 
-    def __init__(self, board: str, config: ToeConfig):
+    def __init__(self, board: str, config: ToeConfig, *, simulation: bool = False):
         self.info: BoardInfo = BOARDS[board]
         if config.tick_bits != 1:
             raise ValueError("the board's time base is a strobe (tick_bits=1)")
         self.config = config
-        super().__init__({})
+        self.simulation = simulation
+        ports = {}
+        if simulation:
+            ports = {"clk": In(1), "rst": In(1), "led_link": Out(1), "led_act": Out(1)}
+        super().__init__(ports)
+
+    def _request(self, platform, name, number):
+        """The pins of a board resource: the platform's, or in simulation one top-level
+        port per subsignal (``eth<N>_<subsignal>``, ``mgmt_<subsignal>``) with the
+        resource's widths, directions and inversions."""
+        if not self.simulation:
+            return platform.request(name, number, dir="-")
+        resource = self.info.platform().lookup(name, number)
+        prefix = f"eth{number}" if name == "eth_rgmii" else name.removeprefix("eth_")
+        pins = {}
+        for sub in resource.ios:
+            width = len(sub.ios[0].names)
+            port = io.IOPort(width, name=f"{prefix}_{sub.name}")
+            pins[sub.name] = io.SingleEndedPort(port, invert=sub.ios[0].invert,
+                                                direction=sub.ios[0].dir)
+        return type("SimPins", (), pins)()
 
     def _clocks(self, m, platform):
         info = self.info
+        if self.simulation:  # the PLL's output is the clk port
+            m.domains.sync = ClockDomain("sync")
+            m.d.comb += ClockSignal("sync").eq(self.clk)
+            m.submodules.sync_reset = ResetSynchronizer(self.rst, domain="sync")
+            return
         clk_in = platform.request(platform.default_clk, dir="-")
         m.submodules.clk_in = clk_buf = io.Buffer("i", clk_in)
         f_in = platform.default_clk_frequency / 1e6
@@ -95,13 +131,14 @@ class BoardTop(wiring.Component):
     def _port(self, m, platform, n):
         """PHY ``n`` and its MAC; returns (mac, pins)."""
         info = self.info
-        pins = platform.request("eth_rgmii", n, dir="-")
+        pins = self._request(platform, "eth_rgmii", n)
         domain = f"eth{n}"
         m.domains += ClockDomain(domain)
         phy = RgmiiPhy(pins, rx_delay_ns=info.rx_delay_ns, tx_delay_ns=info.tx_delay_ns,
                        domain=domain, create_domain=False)
         m.submodules[f"phy{n}"] = phy
-        platform.add_clock_constraint(phy.rx_clk, 125e6)
+        if not self.simulation:
+            platform.add_clock_constraint(phy.rx_clk, 125e6)
         mac = EthernetMac(self.config.data_bytes, phy_domain=domain)
         m.submodules[f"mac{n}"] = mac
         wiring.connect(m, phy.gmii, mac.gmii)
@@ -161,7 +198,7 @@ class BoardTop(wiring.Component):
         m.d.comb += phy_in_reset.eq(phy_reset_count < hold)
         with m.If(phy_in_reset):
             m.d.sync += phy_reset_count.eq(phy_reset_count + 1)
-        rst_port = (platform.request(info.mgmt, 0, dir="-").rst if info.mgmt else pins0.rst)
+        rst_port = (self._request(platform, info.mgmt, 0).rst if info.mgmt else pins0.rst)
         m.submodules.phy_rst = phy_rst = io.Buffer("o", rst_port)
         m.d.comb += phy_rst.o.eq(phy_in_reset)
 
@@ -175,7 +212,9 @@ class BoardTop(wiring.Component):
             m.d.sync += activity.eq(activity - 1)
         link_led = mac0.link_up
         act_led = activity != 0
-        if info.name == "colorlight-i9":
+        if self.simulation:
+            m.d.comb += [self.led_link.eq(link_led), self.led_act.eq(act_led)]
+        elif info.name == "colorlight-i9":
             led = platform.request("led", 0)
             m.d.comb += led.o.eq(link_led & ~act_led)  # on with link, off while busy
         else:

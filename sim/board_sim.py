@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         print(f"{board}: {len(result.passed)} tests passed in {seconds:.0f} s; "
               + ", ".join(f"{way} {v['bytes_per_cycle']:.3f} B/cycle "
                           f"({v['fraction_of_line_rate']:.1%} of line rate)"
-                          for way, v in goodput["goodput"].items()))
+                          for way, v in goodput["goodput"].items() if "bytes_per_cycle" in v))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,20 +1,34 @@
 """Whole-board simulation at the RGMII pins: the Colorlight i9 board top on Verilator.
 
 One model (``BoardTop("colorlight-i9", board_config(), simulation=True)``: the PLL
-replaced by a direct clock, the behavioural DDR cells of ``RgmiiPhy``), every scenario
-of ``tests/cocotb_board.py`` in one simulator process: ARP, ping, the host link's HELLO
-and registers, a whole TCP connection from the host driver over the host link (port 1)
-with a peer on the network port (port 0), and the goodput each way (written to
-``build/artifacts/test_board_sim.test_colorlight_i9_at_the_rgmii_pins/goodput.json``).
-The ECPIX-5 (one port shared by the network and the host link) runs the same module in
-the benchmark command ``python -m toe.sim.board_sim`` (docs/boards.md), so that the
-suite builds one Verilator model.
+replaced by a direct clock, the behavioural DDR cells of ``RgmiiPhy``), driven by
+cocotbext-eth's RGMII models (``tests/cocotb_board.py``): ARP, ping, the host link's
+HELLO and registers, a whole TCP connection from the host driver over the host link
+(port 1) with a peer on the network port (port 0), and the goodput each way (written to
+``build/artifacts/test_board_sim.test_board_scenario-test_goodput/goodput.json``).  The
+ECPIX-5 (one port shared by the network and the host link) runs the same module in the
+benchmark command ``python -m toe.sim.board_sim`` (docs/boards.md), so that the suite
+builds one Verilator model.
 """
+
+import pytest
 
 from toe.sim.board_sim import run_board_sim
 
+#: Found by these tests: the first 6 bytes of the first write of a connection reach the
+#: peer as zeros (with valid checksums, so before the engine's TX checksum); the host
+#: sends them correctly (the TXD message in port1.pcap).  docs/boards.md "Not built yet".
+FIRST_WRITE_ZEROED = pytest.mark.xfail(
+    strict=True, reason="first 6 bytes of a connection's first write arrive as zeros")
 
-def test_colorlight_i9_at_the_rgmii_pins():
-    """ARP, ICMP echo, host link, a TCP connection over the host link, goodput."""
-    result = run_board_sim("colorlight-i9")
-    assert (result.artifacts / "goodput.json").is_file()
+
+@pytest.mark.parametrize("scenario", [
+    "test_arp_request_answered",
+    "test_icmp_echo_answered",
+    "test_host_link_hello_and_registers",
+    pytest.param("test_tcp_connection_over_host_link", marks=FIRST_WRITE_ZEROED),
+    pytest.param("test_goodput", marks=FIRST_WRITE_ZEROED),
+])
+def test_board_scenario(scenario):
+    """One scenario of tests/cocotb_board.py on the i9 model (each cites its rule)."""
+    run_board_sim("colorlight-i9", scenario)

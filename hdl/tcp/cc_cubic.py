@@ -35,7 +35,7 @@ from amaranth.lib import data
 
 from .congestion import CcEvent, CongestionAlgorithm, register
 
-__all__ = ["Cubic", "BETA_1024", "C_SCALE", "cubic_window"]
+__all__ = ["Cubic", "BETA_1024", "C_SCALE"]
 
 #: beta_cubic = 0.7 and (1 + beta) / 2 = 0.85, in 1/1024.
 BETA_1024 = 717
@@ -52,13 +52,6 @@ TIME_BITS = 22
 #: 1/x for x = 1 + (i + 0.5) / 64, scaled by 2^16 (cwnd's bits below its leading one).
 RECIP_BITS = 6
 RECIP = [round((1 << 16) / (1 + (i + 0.5) / (1 << RECIP_BITS))) for i in range(1 << RECIP_BITS)]
-
-
-def cubic_window(t_units: int, k_units: int, w_max: int, smss: int) -> int:
-    """The reference of what the pipeline computes: W_cubic(t) in bytes (eq. 1)."""
-    d = min(abs(t_units - k_units), (1 << K_BITS) - 1)
-    delta = min((d ** 3 * smss * C_SCALE) >> C_SHIFT, (1 << 32) - 1)
-    return w_max + delta if t_units >= k_units else max(w_max - delta, 0)
 
 
 @register

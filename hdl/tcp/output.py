@@ -38,7 +38,8 @@ class OutputRegisters:
         self.update = Signal()  # a window update is due
         self.wnd = Signal(32)  # min(SND.WND, the congestion window)
         self.restart = Signal()  # idle longer than the RTO: the restart window applies
-        self.restart_wnd = Signal(32)  # min(SND.WND, cwnd, IW)
+        self.restart_wnd = Signal(32)  # min(SND.WND, IW)
+        self.iw = Signal(32)  # the initial window for this SND.MSS (RFC 6928)
         self.hole = Signal(32)  # where a retransmission starts (hdl/tcp/scoreboard.py)
         self.lost = Signal()  # ... and that hole is to be resent
 
@@ -68,6 +69,7 @@ def add_output_steps(e, o, backoff):
                          & (seq_diff(e.now, t.sent_at) > t.rto) & (t.cwnd > iw)
                          & e.in_states(S.ESTABLISHED, S.CLOSE_WAIT)),
             o.restart_wnd.eq(seq_min(t.snd_wnd, iw)),
+            o.iw.eq(iw),
         ]
         m.next = "output_measure"
         with m.If(t.rexmit):
@@ -87,7 +89,7 @@ def add_output_steps(e, o, backoff):
         wnd = Mux(o.restart, seq_min(o.restart_wnd, o.wnd), o.wnd)
         room = seq_diff((t.snd_una + wnd)[:32], t.snd_nxt)
         with m.If(o.restart):
-            m.d.sync += t.cwnd.eq(initial_window(t.snd_mss, e.cfg.initial_window))
+            m.d.sync += t.cwnd.eq(o.iw)
             e.count("tcp_cwnd_restarts")
         m.d.sync += [
             o.avail.eq(Mux(~avail[31], avail, 0)),

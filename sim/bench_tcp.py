@@ -16,6 +16,7 @@ from scapy.layers.l2 import ARP
 
 from toe.hdl.host_if import CommandOp, EventKind, SocketOption
 from toe.sim.host_port import HostPort
+from toe.sim.peer import tcp_payload
 from toe.sim.tcp_peer import ScriptedPeer
 from toe.sim.testbench import MacTestbench, artifacts_path
 
@@ -95,12 +96,12 @@ class _Bench:
         while any(n < segments * MSS for n in done.values()):
             frame = await self.tb.recv(timeout_ns=100_000_000)
             ether = frame.ether
-            if TCP not in ether or not bytes(ether[TCP].payload):
+            if TCP not in ether or not tcp_payload(ether):
                 continue
             conn, peer = by_port[ether[TCP].dport]
             if ether[TCP].seq != expect[conn]:
                 continue
-            length = len(bytes(ether[TCP].payload))
+            length = len(tcp_payload(ether))
             done[conn] += length
             expect[conn] = (expect[conn] + length) % 2**32
             peer.rcv_nxt = expect[conn]
@@ -150,7 +151,7 @@ async def bench_tcp(dut):
     host.write(conn, b"r" * 100)
     while True:
         frame = await tb.recv(timeout_ns=1_000_000)
-        if TCP in frame.ether and bytes(frame.ether[TCP].payload):
+        if TCP in frame.ether and tcp_payload(frame.ether):
             break
     latency["tx_host_first_byte_to_mac_tx"] = cycles(frame.time_ns - host.tx_log[mark])
     assert len(tb.sent) > sent_before
@@ -175,7 +176,7 @@ async def bench_tcp(dut):
         tb.send(frame)
         while True:
             out = await tb.recv(timeout_ns=1_000_000)
-            if TCP in out.ether and not bytes(out.ether[TCP].payload):
+            if TCP in out.ether and not tcp_payload(out.ether):
                 await Timer(20_000, "ns")
                 return cycles(out.time_ns - tb.injected[-1].end_ns)
 

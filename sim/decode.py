@@ -4,6 +4,7 @@ from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
 from toe.hdl.proto.tcp import CWR, ECE, flag_names
+from toe.sim.peer import tcp_payload
 
 __all__ = ["describe"]
 
@@ -33,7 +34,7 @@ def describe(frame: Ether) -> str:
         text = f"TCP {ip.src}:{tcp.sport} > {ip.dst}:{tcp.dport} [{flags}] seq={tcp.seq}"
         if "A" in str(tcp.flags):
             text += f" ack={tcp.ack}"
-        text += f" win={tcp.window} len={len(tcp.payload)}"
+        text += f" win={tcp.window} len={len(tcp_payload(frame))}"
         options = [
             f"{name.lower()} {value}" if value not in (None, b"") else name.lower()
             for name, value in tcp.options

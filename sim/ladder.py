@@ -74,6 +74,7 @@ from toe.hdl.proto.tcp import (
 from toe.hdl.tcp.states import TcpState
 from toe.sim import state_diagram
 from toe.sim.decode import describe
+from toe.sim.peer import tcp_payload
 
 __all__ = [
     "STATES",
@@ -179,12 +180,6 @@ def _tcp_frames(packets: Iterable[Packet]) -> list[tuple[float, Packet, IP, TCP]
     return out
 
 
-def _payload_length(ip: IP, tcp: TCP) -> int:
-    if ip.len is not None:
-        return max(0, ip.len - ip.ihl * 4 - tcp.dataofs * 4)
-    return len(bytes(tcp.payload))
-
-
 def _orient(frames: list[tuple[float, Packet, IP, TCP]]) -> Connection:
     """A is the sender of the first pure SYN, else the receiver of the first SYN+ACK, else
     the sender of the first segment."""
@@ -221,7 +216,7 @@ def list_connections(source: str | Path | Iterable[Packet]) -> list[ConnectionIn
     for i, (conn, frames) in enumerate(_group(_load(source))):
         sent = {True: 0, False: 0}
         for _, _, ip, tcp in frames:
-            sent[ip.src == conn.ip_a and tcp.sport == conn.port_a] += _payload_length(ip, tcp)
+            sent[ip.src == conn.ip_a and tcp.sport == conn.port_a] += len(tcp_payload(ip))
         infos.append(ConnectionInfo(i, conn, len(frames), sent[True], sent[False], frames[0][0]))
     return infos
 
@@ -248,7 +243,7 @@ def _segments(conn: Connection, frames: list) -> list[_Segment]:
         _Segment(
             index=i, time=t, from_a=(ip.src == conn.ip_a and tcp.sport == conn.port_a),
             flags=int(tcp.flags), seq=tcp.seq, ack=tcp.ack,
-            length=_payload_length(ip, tcp), window=tcp.window,
+            length=len(tcp_payload(ip)), window=tcp.window,
             options=tuple(tcp.options), packet=pkt,
         )
         for i, (t, pkt, ip, tcp) in enumerate(frames)

@@ -36,6 +36,17 @@ def checksums_ok(frame: Packet) -> bool:
     return True
 
 
+def tcp_payload(frame: Packet) -> bytes:
+    """The TCP payload of ``frame`` as its IPv4 total length bounds it (RFC 791): the
+    bytes a MAC pads a short frame with to 60 bytes (IEEE 802.3 s4.2.3.3) are not data.
+    scapy keeps such padding as a ``Padding`` layer under TCP, so ``bytes(tcp.payload)``
+    of a padded pure ACK is 6 zero bytes.  Works on parsed and on built frames."""
+    raw_ip = bytes(frame[IP])
+    ihl = (raw_ip[0] & 15) * 4
+    start = ihl + (raw_ip[ihl + 12] >> 4) * 4
+    return raw_ip[start : int.from_bytes(raw_ip[2:4], "big")]
+
+
 class Peer:
     """A host on the engine's link: builds the frames it sends to the engine."""
 

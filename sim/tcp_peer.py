@@ -16,7 +16,7 @@ from scapy.packet import Packet, Raw
 from toe.hdl.config import ToeConfig
 from toe.hdl.proto.tcp import flag_letters, seq_before, seq_diff
 
-from .peer import ip_str, mac_str
+from .peer import ip_str, mac_str, tcp_payload
 
 __all__ = ["ScriptedPeer", "ReactivePeer", "PeerConnection", "flags_of"]
 
@@ -69,7 +69,7 @@ class ScriptedPeer:
     def take(self, segment: Packet) -> None:
         """Note a segment from the engine: ``rcv_nxt`` moves past it."""
         tcp = segment[TCP]
-        length = len(bytes(tcp.payload)) + ("S" in flags_of(segment)) + ("F" in flags_of(segment))
+        length = len(tcp_payload(segment)) + ("S" in flags_of(segment)) + ("F" in flags_of(segment))
         if "S" in flags_of(segment):
             self.rcv_nxt = (tcp.seq + length) % 2**32
         elif length and tcp.seq == self.rcv_nxt:
@@ -181,7 +181,7 @@ class PeerConnection:
             elif "A" in flags:
                 self.peer.bench.send(self.script.segment("A"))
             self.snd_una = tcp.ack if "A" in flags else self.snd_una
-        payload = bytes(tcp.payload)
+        payload = tcp_payload(segment)
         answer = False
         if payload or "F" in flags:
             if tcp.seq == self.script.rcv_nxt:

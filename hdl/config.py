@@ -81,6 +81,18 @@ class ToeConfig:
         the 3 minutes of MUST-23.
     challenge_acks_per_s:
         RFC 5961 s7: the most challenge ACKs sent per second over all connections.
+    syn_cookies, syn_backlog, cookie_period_log2:
+        SYN flood defence (RFC 4987; :mod:`hdl.tcp.syn_cookie`).  A listener holds at
+        most ``syn_backlog`` connections in SYN-RECEIVED (half-open).  ``"auto"`` (the
+        default): a SYN that finds the half-open places or the backlog full, or no free
+        connection id, is answered with a SYN cookie and no state; ``"always"``: every
+        SYN to a listener is; ``"off"``: such SYNs are dropped (``tcp_backlog_drops``).
+        A cookie is valid for its period of 2**cookie_period_log2 us (67 s) and the
+        next.
+    r2_synack_retries:
+        R2 for the SYN-ACK of a passive open: the half-open connection is deleted after
+        this many retransmissions (5, as Linux's ``tcp_synack_retries``: 1+2+4+8+16+32
+        = 63 s), sooner than an active open's SYN (``r2_syn_retries``).
     reassembly_intervals:
         How many disjoint ranges of out-of-order text a connection holds beyond RCV.NXT
         (RFC 9293 SHLD-31; hdl/tcp/reassembly.py).  Each costs 65 bits of TCB.
@@ -129,6 +141,10 @@ class ToeConfig:
     r2_retries: int = 8
     r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
+    syn_cookies: str = "auto"
+    syn_backlog: int = 8
+    cookie_period_log2: int = 26
+    r2_synack_retries: int = 5
     fin_wait_2_us: int = 60_000_000
     ack_delay_us: int = 40_000
     reassembly_intervals: int = 4
@@ -165,6 +181,12 @@ class ToeConfig:
             raise ValueError("sack_ranges must be 1..8")
         if not 1 <= self.initial_window <= 64:
             raise ValueError("initial_window must be 1..64 segments")
+        if self.syn_cookies not in ("off", "auto", "always"):
+            raise ValueError(f"syn_cookies must be off, auto or always, not {self.syn_cookies!r}")
+        if not 1 <= self.syn_backlog <= 0xFFFF:
+            raise ValueError("syn_backlog must be 1..65535")
+        if not 10 <= self.cookie_period_log2 <= 26:
+            raise ValueError("cookie_period_log2 must be 10..26 (1 ms .. 67 s)")
         if self.rx_buffer_bytes < 2 * self.max_frame_bytes:
             raise ValueError("rx_buffer_bytes must hold at least two largest frames")
 

@@ -7,7 +7,8 @@ ISS a key gives, e.g. to choose a key that puts the ISS just below the wrap of 2
 
 import struct
 
-__all__ = ["siphash24", "isn_message", "reference_isn", "MASK32", "MASK64"]
+__all__ = ["siphash24", "isn_message", "reference_isn", "cookie_message", "reference_cookie",
+           "MASK32", "MASK64"]
 
 MASK64 = 2**64 - 1
 MASK32 = 2**32 - 1
@@ -60,3 +61,18 @@ def reference_isn(key: bytes, now_us: int, connection: dict) -> int:
     """RFC 6528 s3: ISN = M + F(...) mod 2**32, M = now_us >> 2 (before ``now_us`` wraps)."""
     prf = siphash24(key, isn_message(**connection)) & MASK32
     return ((now_us >> 2) + prf) & MASK32
+
+
+def cookie_message(local_ip: int, local_port: int, remote_ip: int, remote_port: int,
+                   salt: int) -> bytes:
+    """A SYN cookie's 14-byte PRF input: the ISN's 12 bytes and the 16-bit salt."""
+    return isn_message(local_ip, local_port, remote_ip, remote_port) + struct.pack("!H", salt)
+
+
+def reference_cookie(key: bytes, connection: dict, period: int, mss_index: int) -> int:
+    """The SYN cookie of ``connection`` (hdl/tcp/syn_cookie.py's layout)."""
+    from toe.hdl.tcp import syn_cookie
+
+    digest = siphash24(key, cookie_message(
+        **connection, salt=syn_cookie.salt(period, mss_index))) & MASK32
+    return syn_cookie.encode(period, mss_index, digest)

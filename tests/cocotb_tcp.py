@@ -268,14 +268,15 @@ async def test_syn_received_syn_retransmitted(dut):
 @cocotb.test()
 async def test_syn_received_timeout(dut):
     """RFC 6298 s5 / RFC 9293 s3.8.1: the SYN-ACK is retransmitted with the timeout
-    doubling each time (s5.5); after R2 for a SYN (MUST-23 threshold, configured) the
-    half-open connection is dropped silently and its backlog place freed."""
+    doubling each time (s5.5); after R2 for a SYN-ACK (``r2_synack_retries``, RFC 4987
+    s3.1: a half-open connection's own, shorter lifetime) the half-open connection is
+    dropped silently and its place freed."""
     b = await start(dut)
     await b.listen(80, backlog=1)
     peer = ScriptedPeer(b.config)
     b.tb.send(peer.syn())
     times = [(await b.recv_tcp(), b.tb.now_ns)]
-    for _ in range(b.config.r2_syn_retries):
+    for _ in range(b.config.r2_synack_retries):
         times.append((await b.recv_tcp(timeout_us=4 * b.config.rto_max_us), b.tb.now_ns))
     gaps = [(t1 - t0) / US for (_, t0), (_, t1) in zip(times, times[1:], strict=False)]
     rto = b.config.rto_initial_us

@@ -63,20 +63,30 @@ def test_listen_ack_goes_to_reset():
 
 
 def test_listen_backlog_full():
-    """A listener's backlog bounds connections not yet accepted (RFC 9293 s3.10.7.2: the
-    SYN is queued for later processing or dropped): a SYN beyond it is dropped and counted;
-    ACCEPT frees the place and the next SYN is answered."""
+    """A listener's backlog bounds connections that completed the handshake and wait for
+    ACCEPT (RFC 9293 s3.10.7.2: the SYN is queued for later processing or dropped; the
+    accept queue of Linux): while it is full a SYN is dropped and counted; a half-open
+    connection takes no place in it (hdl/tcp/listeners.py); ACCEPT frees the place."""
     async def body(b):
         first = await established(b, Peer(port=40001), backlog=1, credit=0)
+        assert b.tcb(first.id)["accepted"] == 1
         second = Peer(port=40002)
-        tcb = b.tcb(first.id)
-        assert tcb["accepted"] == 1
         b.send(second, "S", mss=1460)
-        await b.until(lambda: b.counters["tcp_passive_opens"] == 2, what="2nd open")
-        b.send(Peer(port=40003), "S", mss=1460)  # backlog 1: the second is pending
+        second.take(await b.next_segment(flags="SA"))
+        third = Peer(port=40003)
+        b.send(third, "S", mss=1460)  # the second is half-open: no place taken
+        third.take(await b.next_segment(flags="SA"))
+        since = len(b.events)
+        b.send(second, "A")  # the second completes: the backlog of 1 is full
+        ev = await b.event(EventKind.ACCEPTED, since=since)
+        b.send(Peer(port=40004), "S", mss=1460)
         await b.settle()
         assert b.counters["tcp_backlog_drops"] == 1
-        assert [s.dport for s in b.segments if s.flags == "SA"] == [40001, 40002]
+        assert [s.dport for s in b.segments if s.flags == "SA"] == [40001, 40002, 40003]
+        b.command(CommandOp.ACCEPT, ev.conn)
+        await b.settle()
+        b.send(Peer(port=40005), "S", mss=1460)
+        assert (await b.next_segment(flags="SA")).dport == 40005
     run(body)
 
 

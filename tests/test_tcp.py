@@ -16,7 +16,7 @@ def tcp_config(width: int = 8, **changes) -> ToeConfig:
     return ToeConfig(
         data_bytes=width, connections=16, tx_ring_bytes=2048, rx_ring_bytes=2048,
         msl_us=500, rto_initial_us=200, rto_min_us=200, rto_max_us=2000,
-        r2_retries=4, r2_syn_retries=3, challenge_acks_per_s=5,
+        r2_retries=4, r2_syn_retries=3, r2_synack_retries=3, challenge_acks_per_s=5,
         arp_timeout_us=60_000_000, arp_retry_us=200, arp_retries=3,
         ack_delay_us=0,  # the scripted peers expect an ACK per segment; delayed ACKs
         #                  are tested at the engine's ports (test_engine_ports_acks.py)

@@ -54,7 +54,9 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         """RFC 7323 s4.1: an ACK of new data echoing a timestamp measures the round trip
         of the segment that carried it, retransmitted or not (RFC 6298 s3 allows it)."""
         o = s.tcp_options
-        echoed = t.ts_ok & o.ts_valid & (o.ts_ecr != 0)
+        # (Not the ACK of a SYN cookie: its TSecr echoes a TSval whose low bits were
+        # options, not time.)
+        echoed = t.ts_ok & o.ts_valid & (o.ts_ecr != 0) & ~e.cookie_open
         m.d.sync += [e.rtt_by_ts.eq(echoed), e.rtt_ticks.eq(seq_diff(e.ts_now, o.ts_ecr))]
         return echoed
 
@@ -77,18 +79,27 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
     with m.State("seg_no_conn"):
         # s3.10.7.2 LISTEN: first an RST is ignored (the reset handler never answers
         # one), second an ACK is answered with a reset, third a SYN opens a connection,
-        # fourth anything else is dropped.  No listener: s3.10.7.1, a reset.
+        # fourth anything else is dropped.  No listener: s3.10.7.1, a reset.  RFC 4987
+        # s3.6: a SYN the listener cannot hold half-open gets a SYN cookie, and an ACK
+        # may return one (hdl/tcp/syn_cookie.py); a full accept queue drops SYNs, as
+        # Linux does.
+        room = listeners.has_room(e.listener)
         with m.If(e.l_hit & ~f_rst & ~f_ack & ~f_syn):
             e.count("tcp_listen_drops")
             m.next = "emit"
         with m.Elif(e.l_hit & f_syn & ~f_rst & ~f_ack):
-            with m.If(listeners.has_room(e.listener) & ids.available):
+            with m.If(room & ids.available & listeners.has_half_open_room(e.listener)
+                      & (cfg.syn_cookies != "always")):
                 m.d.sync += e.cid.eq(ids.next_id)
                 m.d.comb += ids.take.eq(1)
                 m.next = "passive_tcb_read"
+            with m.Elif(room & (cfg.syn_cookies != "off")):
+                m.next = "cookie_synack_load"
             with m.Else():
                 e.count("tcp_backlog_drops")
                 m.next = "emit"
+        with m.Elif(e.l_hit & f_ack & ~f_syn & ~f_rst & e.cookies_recent):
+            m.next = "cookie_check_ask"
         with m.Else():
             m.next = "seg_to_reset"
 
@@ -236,7 +247,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             e.to_closed((S.SYN_RECEIVED,) + SYNCHRONIZED, "s3.10.7.4 second, RFC 5961 s3.2")
             with m.If((t.state == S.SYN_RECEIVED) & t.passive):
                 # MUST-10/11: back to LISTEN; the listener never lost its state.
-                listeners.free_place(t.listener)
+                listeners.half_open_done(t.listener)
             with m.Elif(t.state == S.SYN_RECEIVED):
                 e.event(EventSlot.ENDING, EventKind.RESET, ErrorCode.REFUSED)
             with m.Elif(t.owned):
@@ -250,7 +261,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
         with m.If((t.state == S.SYN_RECEIVED) & t.passive):
             e.to_closed(S.SYN_RECEIVED, "s3.10.7.4 fourth: SYN in SYN-RECEIVED of a passive "
                         "open, back to LISTEN")
-            listeners.free_place(t.listener)
+            listeners.half_open_done(t.listener)
         with m.Else():
             challenge_ack()
 
@@ -275,6 +286,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 ]
                 e.syn_rto_floor()
                 e.count("tcp_established")
+                with m.If(t.passive):
+                    listeners.established(t.listener)
                 e.event(EventSlot.OPEN,
                         Mux(t.passive, EventKind.ACCEPTED, EventKind.ESTABLISHED))
                 on_open(e)

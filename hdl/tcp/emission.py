@@ -121,7 +121,7 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                 out.p.sack_permitted.eq(t.sack_ok),
                 # Timestamps in every segment but RST once agreed (RFC 7323 s3.2).
                 out.p.ts_on.eq(t.ts_ok & ~(seg.flags & tcp.RST).any()),
-                out.p.ts_val.eq(e.ts_now),
+                out.p.ts_val.eq(Mux(e.cookie_syn, e.cookie_tsval, e.ts_now)),
                 out.p.ts_ecr.eq(t.ts_recent),
                 out.p.sack_count.eq(e.sack_n),
                 out.p.sack.eq(e.sack),

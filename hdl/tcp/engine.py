@@ -177,7 +177,7 @@ class TcpEngine(wiring.Component):
         m.submodules.tcbs = tcbs = self.tcb_memory
         tcb_wr = tcbs.write_port()
         tcb_rd = tcbs.read_port(transparent_for=(tcb_wr,))
-        listeners = ListenerTable(m, cfg.listeners)
+        listeners = ListenerTable(m, cfg.listeners, cfg.syn_backlog)
 
         # The timestamp clock (RFC 7323 s5.4: 1 ms to 1 s a tick): the microsecond time
         # base / 1024, with 10 more bits counting its wraps, so it runs on for 51 days.
@@ -254,7 +254,7 @@ class TcpEngine(wiring.Component):
                     e.del_wait.eq(0), e.do_limit.eq(0), e.do_enqueue.eq(0), e.do_free.eq(0),
                     e.do_take.eq(0), e.write_tcb.eq(0), e.ev_listen.eq(0),
                     e.trace_listen.eq(0), e.emitted.eq(0), e.dsack.on.eq(0),
-                    e.cc.on.eq(0),
+                    e.cc.on.eq(0), e.cookie_syn.eq(0), e.cookie_open.eq(0),
                 ] + [slot.on.eq(0) for slot in e.ev]
                 with m.If(pick_any):
                     m.d.sync += [e.src.eq(pick), last_src.eq(pick)]
@@ -298,7 +298,7 @@ class TcpEngine(wiring.Component):
                             m.next = step
 
             add_user_call_steps(e, listeners, ids, self.netmask, self.ip_addr)
-            add_opening_steps(e, lookup, isn, listeners, rtt.initial_rto, self.arp_lookup,
+            add_opening_steps(e, lookup, isn, listeners, ids, rtt.initial_rto, self.arp_lookup,
                               self.arp_result, self.ip_addr)
             add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack)
             add_output_steps(e, o, backoff)

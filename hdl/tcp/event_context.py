@@ -90,6 +90,10 @@ ENGINE_COUNTERS = [
     "tcp_cwnd_restarts",  # restarts from min(IW, cwnd) after an idle period (RFC 5681 s4.1)
     "tcp_sack_dropped",  # SACK blocks the scoreboard had no place for
     "tcp_sack_rexmits",  # holes between SACKed ranges resent on duplicate ACKs (RFC 6675)
+    "tcp_cookies_sent",  # SYN-ACKs with a SYN cookie, no state kept (RFC 4987 s3.6)
+    "tcp_cookies_accepted",  # ACKs with a valid cookie: connections rebuilt
+    "tcp_cookies_invalid",  # ACKs to a listener with no valid cookie (answered by RST)
+    "tcp_cookie_overflows",  # valid cookies dropped: accept queue full or no free id
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -153,6 +157,13 @@ class EventContext:
         self.emitted = Signal()  # a segment was sent for this event
         self.listener = Signal(range(cfg.listeners))  # the listener a SYN matched
         self.l_hit = Signal()  # a listener matched
+        # SYN cookies (hdl/tcp/syn_cookie.py): a stateless SYN-ACK is being sent (its
+        # TSval carries the options); a connection was rebuilt from a cookie's ACK.
+        self.cookie_syn = Signal()
+        self.cookie_open = Signal()
+        self.cookie_mss = Signal(3)
+        self.cookie_period = Signal(5)
+        self.cookies_recent = Signal()  # set by the opening steps: check ACKs for cookies
         # Set by the engine: the TCB memory's read data and write enable, the port
         # for segments that find no connection.
         self.tcb_rd_data = None

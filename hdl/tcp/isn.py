@@ -9,16 +9,23 @@ PRF", 2012) under a 128-bit secret key, of the 12-byte message::
 
 each field big-endian (network byte order), i.e. ``struct.pack("!IIHH", local_ip,
 remote_ip, local_port, remote_port)``.
+
+The same block hashes SYN cookies (:mod:`hdl.tcp.syn_cookie`): a request with
+``cookie`` set hashes the 14-byte message of the four fields and the 16-bit ``salt``
+(``struct.pack("!IIHHH", ...)``), and answers the low 32 bits of SipHash alone, without
+the clock.  The message lengths differ, so an ISN and a cookie of the same connection
+are independent values of the keyed function.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["IsnGenerator", "isn_request_layout", "isn_response_layout", "ISN_LATENCY",
-           "MESSAGE_BYTES"]
+           "MESSAGE_BYTES", "COOKIE_MESSAGE_BYTES"]
 
 MESSAGE_BYTES = 12
+COOKIE_MESSAGE_BYTES = 14
 ISN_LATENCY = 10  # clock edges from a ``request`` transfer to the earliest ``response`` transfer
 
 # SipHash initialisation constants ("somepseudorandomlygeneratedbytes").
@@ -32,6 +39,8 @@ isn_request_layout = data.StructLayout({
     "local_port": 16,
     "remote_ip": 32,
     "remote_port": 16,
+    "cookie": 1,  # a SYN cookie's hash: the 14-byte message with ``salt``, no clock
+    "salt": 16,
 })
 
 isn_response_layout = data.StructLayout({"isn": 32})
@@ -99,9 +108,11 @@ class IsnGenerator(wiring.Component):
     Ports
     -----
     request : In(stream)
-        ``local_ip``, ``local_port``, ``remote_ip``, ``remote_port``: the connection.
+        ``local_ip``, ``local_port``, ``remote_ip``, ``remote_port``: the connection;
+        ``cookie`` and ``salt``: a SYN cookie's hash instead.
     response : Out(stream)
-        ``isn``: its initial sequence number, one per request, in order.
+        ``isn``: its initial sequence number (or the cookie's hash), one per request,
+        in order.
     now_us : In
         The engine's time base: microseconds since reset (wraps).
     key : In, key_we : In
@@ -131,6 +142,7 @@ class IsnGenerator(wiring.Component):
         m.d.comb += epoch_now.eq(epoch + (last_msb & ~self.now_us[31]))
         m.d.sync += [epoch.eq(epoch_now), last_msb.eq(self.now_us[31])]
         timer = Signal(32)  # M, latched with the request
+        cookie = Signal()  # the request was a cookie's: no clock added
 
         # SipHash-2-4 state and message blocks (little-endian 64-bit words).
         v = [Signal(64, name=f"v{i}") for i in range(4)]
@@ -138,8 +150,9 @@ class IsnGenerator(wiring.Component):
         p = self.request.p
         block_words = [
             Cat(_byteswap(p.local_ip), _byteswap(p.remote_ip)),
-            Cat(_byteswap(p.local_port), _byteswap(p.remote_port), Const(0, 24),
-                Const(MESSAGE_BYTES, 8)),  # last block: length mod 256 in the top byte
+            Cat(_byteswap(p.local_port), _byteswap(p.remote_port),
+            Mux(p.cookie, _byteswap(p.salt), 0)[:16], Const(0, 8),
+            Mux(p.cookie, COOKIE_MESSAGE_BYTES, MESSAGE_BYTES)[:8]),  # length, top byte
         ]
         k0, k1 = secret[:64], secret[64:]
         rounds = _BLOCKS * _C_ROUNDS + _D_ROUNDS
@@ -156,6 +169,7 @@ class IsnGenerator(wiring.Component):
                 blocks[0].eq(block_words[0]),
                 blocks[1].eq(block_words[1]),
                 timer.eq(Cat(self.now_us[2:], epoch_now)),
+                cookie.eq(p.cookie),
                 round_index.eq(0),
             ]
 
@@ -184,7 +198,7 @@ class IsnGenerator(wiring.Component):
                     m.next = "DIGEST"
             with m.State("DIGEST"):
                 # ISN = M + F (mod 2**32), F = low 32 bits of SipHash-2-4.
-                m.d.sync += self.response.p.isn.eq(timer + digest[:32])
+                m.d.sync += self.response.p.isn.eq(Mux(cookie, 0, timer) + digest[:32])
                 m.next = "RESPONSE"
             with m.State("RESPONSE"):
                 m.d.comb += [

@@ -2,9 +2,12 @@
 passive OPEN, s3.10.7.2).
 
 LISTEN is no TCB state here: a listener is a few registers (port, backlog, connections
-opened and not yet accepted), and a SYN to its port opens a fresh connection id in
-SYN-RECEIVED.  The backlog bounds connections not yet taken by the host's ACCEPT, like a
-socket's accept queue.
+that completed the handshake and are not yet accepted, connections half-open), and a
+SYN to its port opens a fresh connection id in SYN-RECEIVED.  As in Linux, two limits:
+the backlog bounds connections that reached ESTABLISHED and wait for the host's ACCEPT
+(the accept queue), and ``syn_backlog`` the half-open ones (the SYN queue); beyond the
+second a SYN gets a SYN cookie (:mod:`hdl.tcp.syn_cookie`), so that a flood of SYNs
+never takes the places of real connections.
 """
 
 from amaranth.hdl import Array, Cat, Mux, Signal
@@ -20,13 +23,15 @@ class ListenerTable:
     statements for the step that calls them.
     """
 
-    def __init__(self, m, count: int):
+    def __init__(self, m, count: int, syn_backlog: int = 8):
         self.m = m
         self.count = count
+        self.syn_backlog = syn_backlog
         self.valid = Array(Signal(name=f"listen{i}_valid") for i in range(count))
         self.port = Array(Signal(16, name=f"listen{i}_port") for i in range(count))
         self.backlog = Array(Signal(16, name=f"listen{i}_backlog") for i in range(count))
         self.pending = Array(Signal(16, name=f"listen{i}_pending") for i in range(count))
+        self.half_open = Array(Signal(16, name=f"listen{i}_half_open") for i in range(count))
 
     def _first(self, bits, name):
         index = Signal(range(self.count), name=name)
@@ -50,7 +55,8 @@ class ListenerTable:
 
     def add(self, index, port, backlog):
         self.m.d.sync += [self.valid[index].eq(1), self.port[index].eq(port),
-                          self.backlog[index].eq(backlog), self.pending[index].eq(0)]
+                          self.backlog[index].eq(backlog), self.pending[index].eq(0),
+                          self.half_open[index].eq(0)]
 
     def remove(self, index):
         self.m.d.sync += self.valid[index].eq(0)
@@ -58,6 +64,26 @@ class ListenerTable:
     def has_room(self, index):
         """The backlog of listener ``index`` has a free place."""
         return self.pending[index] < self.backlog[index]
+
+    def has_half_open_room(self, index):
+        """Listener ``index`` holds fewer than ``syn_backlog`` half-open connections."""
+        return self.half_open[index] < self.syn_backlog
+
+    def half_open_take(self, index):
+        """A connection of listener ``index`` entered SYN-RECEIVED."""
+        self.m.d.sync += self.half_open[index].eq(self.half_open[index] + 1)
+
+    def half_open_done(self, index):
+        """A connection of listener ``index`` left SYN-RECEIVED."""
+        count = self.half_open[index]
+        self.m.d.sync += count.eq(Mux(count != 0, count - 1, 0))
+
+    def established(self, index):
+        """A half-open connection of listener ``index`` completed its handshake: it
+        leaves the SYN queue for the accept queue (may exceed the backlog by the
+        connections that were half-open when it filled)."""
+        self.half_open_done(index)
+        self.take_place(index)
 
     def take_place(self, index):
         """A connection opened from listener ``index`` waits for ACCEPT."""

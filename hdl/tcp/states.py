@@ -119,6 +119,9 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
        "SYN sent", figure=True),
     _t(S.LISTEN, "SYN", S.SYN_RECEIVED, "s3.10.7.2, figure 5",
        "passive open on a fresh id; SYN-ACK sent", figure=True),
+    _t(S.LISTEN, "ACK", S.SYN_RECEIVED, "RFC 4987 s3.6 (SYN cookies)",
+       "the ACK of a cookie SYN-ACK rebuilds the half-open connection; the same ACK then "
+       "takes it to ESTABLISHED"),
     _t(S.LISTEN, "SYN", S.CLOSED, "s3.10.7.2",
        "the socket pair could not enter the lookup table: the SYN is dropped, the id "
        "freed, the listener keeps listening"),
@@ -169,6 +172,8 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
        "the end of stream in band"),
     _t(S.ESTABLISHED, "FIN", S.CLOSE_WAIT, "s3.10.7.4 eighth, figure 5",
        "ACK sent", figure=True),
+    _t(S.ESTABLISHED, "data", S.CLOSE_WAIT, "s3.10.7.4 seventh and eighth, SHLD-31",
+       "text fills the hole before a FIN held out of order: the FIN takes effect"),
     # --- FIN-WAIT-1 --------------------------------------------------------------------------
     *_on_ack(S.FIN_WAIT_1, S.FIN_WAIT_2, "s3.10.7.4 fifth (FIN-WAIT-1), figure 5",
              "the ACK of our FIN (a FIN that is not yet in order does not count)",

@@ -39,7 +39,9 @@ def add_timer_steps(e, o, backoff, listeners):
     def retransmit():
         """The retransmission timer expired: R2, or back off and send again."""
         syn_phase = e.in_states(S.SYN_SENT, S.SYN_RECEIVED)
-        limit_r2 = Mux(syn_phase, cfg.r2_syn_retries, cfg.r2_retries)
+        half_open = (t.state == S.SYN_RECEIVED) & t.passive
+        limit_r2 = Mux(half_open, cfg.r2_synack_retries,
+                       Mux(syn_phase, cfg.r2_syn_retries, cfg.r2_retries))
         with m.If(t.backoff >= limit_r2):
             # R2: give up (MUST-20..23).
             # (Nothing is outstanding in FIN-WAIT-2: no timer runs there.)
@@ -49,7 +51,9 @@ def add_timer_steps(e, o, backoff, listeners):
             e.count("tcp_timeouts")
             with m.If(t.owned):
                 e.event(EventSlot.ENDING, EventKind.TIMEOUT)
-            with m.If(t.passive & ~t.accepted):
+            with m.If(half_open):
+                listeners.half_open_done(t.listener)
+            with m.Elif(t.passive & ~t.accepted):
                 listeners.free_place(t.listener)
         with m.Else():
             m.d.sync += [t.backoff.eq(t.backoff + 1), t.rtt_active.eq(0),

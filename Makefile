@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-vnic bench-impaired sim synth soak state-diagram clean
+.PHONY: setup demo test test-all lint bench bench-vnic bench-impaired sim synth soak state-diagram clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/toe demo
 
+# The suite: everything but the tests marked ``slow`` (the board model, the engine at
+# widths 1 and 64, the 1,024-connection table, the longest interop transfers).
 test: $(STAMP)
+	$(VENV)/bin/ruff check hdl sim host boards tests
+	$(VENV)/bin/pytest -q -n 2 -m "not slow"
+
+# Every test, the slow ones included (about an hour on two cores).
+test-all: $(STAMP)
 	$(VENV)/bin/ruff check hdl sim host boards tests
 	$(VENV)/bin/pytest -q -n 2
 

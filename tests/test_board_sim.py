@@ -15,6 +15,10 @@ import pytest
 
 from toe.sim.board_sim import run_board_sim
 
+#: The board model is the largest Verilator build of the project (about 20 minutes on
+#: two cores): ``make test-all`` runs it, ``make test`` does not.
+pytestmark = pytest.mark.slow
+
 #: Found by these tests: the first 6 bytes of the first write of a connection reach the
 #: peer as zeros (with valid checksums, so before the engine's TX checksum); the host
 #: sends them correctly (the TXD message in port1.pcap).  docs/boards.md "Not built yet".

@@ -1,4 +1,7 @@
-"""pytest entry for the engine tests (tests/cocotb_engine.py) at data widths 1, 8 and 64."""
+"""pytest entry for the engine tests (tests/cocotb_engine.py) at data widths 1, 8 and 64.
+
+Width 8 runs in the default suite; 1 and 64 (a model each, and width 1 simulates eight
+times the cycles) are ``slow``: ``make test-all`` runs them."""
 
 import pytest
 
@@ -6,7 +9,7 @@ from toe.hdl.config import ToeConfig
 from toe.hdl.top import ToeTop
 from toe.sim.runner import run_cocotb
 
-WIDTHS = [1, 8, 64]
+WIDTHS = [pytest.param(1, marks=pytest.mark.slow), 8, pytest.param(64, marks=pytest.mark.slow)]
 
 TESTS = [
     "test_registers",

@@ -402,6 +402,7 @@ def _bulk(nic: VirtualNic, size: int, port: int) -> dict:
     return seen
 
 
+@pytest.mark.slow  # 128 MiB through the model: make test-all
 def test_bulk_64mib_each_way_kernel_options(make_nic, tmp_path):
     """64 MiB each way, SHA-256 checked, with window scaling, timestamps and SACK agreed
     (RFC 7323 s2.2, s3.2; RFC 2018 s2): the engine's SYN-ACK answers Linux's SYN with

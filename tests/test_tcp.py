@@ -34,6 +34,7 @@ def test_tcp_end_to_end():
     run_cocotb(ToeTop, tcp_config(8), "toe_core", "cocotb_e2e")
 
 
+@pytest.mark.slow  # a model of its own, the largest: make test-all
 def test_tcp_1024_connections():
     """A table of 1,024 connections elaborates, clears itself after reset and runs the
     basic scenarios (small rings keep the model small)."""

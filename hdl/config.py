@@ -80,7 +80,20 @@ class ToeConfig:
         separate: 1+2+4+8+16+32+60 + 60 = 183 s of back-off with the defaults, at least
         the 3 minutes of MUST-23.
     challenge_acks_per_s:
-        RFC 5961 s7: the most challenge ACKs sent per second over all connections.
+        RFC 5961 s7: the challenge ACKs sent per second over all connections, on
+        average (see ``oow_ack_interval_us``).
+    ip_ttl, ip_dscp:
+        The IPv4 TTL (RFC 9293 MUST-49, RFC 1122 s3.2.1.7: 64) and DSCP (MUST-48, RFC
+        2474: 0) of everything the engine sends; a connection can change its own with
+        ``SET_OPTION TTL`` and ``DSCP``.  The ECN bits are the connection's (RFC 3168).
+    oow_ack_interval_us:
+        RFC 5961 s7 per connection (Linux's ``tcp_invalid_ratelimit``): at most one
+        challenge ACK, or ACK answering an out-of-window segment without data, per this
+        interval on each connection (500 ms; 0: no limit).  Over all connections the
+        challenge ACKs of a second are limited to a budget drawn at random each second
+        from ``challenge_acks_per_s / 2 .. challenge_acks_per_s * 3 / 2``, as Linux has
+        done since CVE-2016-5696, so that the count one connection sees tells nothing
+        about the others.
     syn_cookies, syn_backlog, cookie_period_log2:
         SYN flood defence (RFC 4987; :mod:`hdl.tcp.syn_cookie`).  A listener holds at
         most ``syn_backlog`` connections in SYN-RECEIVED (half-open).  ``"auto"`` (the
@@ -141,6 +154,9 @@ class ToeConfig:
     r2_retries: int = 8
     r2_syn_retries: int = 7
     challenge_acks_per_s: int = 100
+    oow_ack_interval_us: int = 500_000
+    ip_ttl: int = 64
+    ip_dscp: int = 0
     syn_cookies: str = "auto"
     syn_backlog: int = 8
     cookie_period_log2: int = 26
@@ -181,6 +197,12 @@ class ToeConfig:
             raise ValueError("sack_ranges must be 1..8")
         if not 1 <= self.initial_window <= 64:
             raise ValueError("initial_window must be 1..64 segments")
+        if not 1 <= self.ip_ttl <= 255:
+            raise ValueError("ip_ttl must be 1..255")
+        if not 0 <= self.ip_dscp <= 63:
+            raise ValueError("ip_dscp must be 0..63")
+        if not 0 <= self.oow_ack_interval_us < 1 << 31:
+            raise ValueError("oow_ack_interval_us must be 0 .. 2**31 - 1")
         if self.syn_cookies not in ("off", "auto", "always"):
             raise ValueError(f"syn_cookies must be off, auto or always, not {self.syn_cookies!r}")
         if not 1 <= self.syn_backlog <= 0xFFFF:

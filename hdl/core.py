@@ -116,8 +116,8 @@ class ToeCore(wiring.Component):
         m.submodules.arp_cache = arp_cache = ArpCache(
             cfg.arp_entries, cfg.arp_timeout_us, cfg.arp_retry_us, cfg.arp_retries)
         m.submodules.arp_tx = arp_tx = ArpTransmitter(w)
-        m.submodules.icmp_echo = echo = IcmpEcho(w, ptr_bits, cfg.max_frame_bytes)
-        m.submodules.tcp_reset = reset = TcpReset(w, ptr_bits)
+        m.submodules.icmp_echo = echo = IcmpEcho(w, ptr_bits, cfg.max_frame_bytes, cfg.ip_ttl)
+        m.submodules.tcp_reset = reset = TcpReset(w, ptr_bits, cfg.ip_ttl, cfg.ip_dscp)
         m.submodules.tx_arbiter = arbiter = FrameArbiter(w, len(TX_SOURCES))
         m.submodules.tcp = engine = TcpEngine(cfg, ptr_bits)
         n = cfg.connections

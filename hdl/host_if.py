@@ -70,6 +70,8 @@ class SocketOption(enum.Enum, shape=16):
     KEEPALIVE_INTERVAL = 4  # value: time between probes (default 75 s)
     KEEPALIVE_COUNT = 5  # value: unanswered probes before the reset, 1..15 (default 10)
     CONGESTION = 6  # value: the algorithm, an index into ToeConfig.congestion's list
+    TTL = 7  # value: the IPv4 TTL of the connection's segments, 1..255 (MUST-49)
+    DSCP = 8  # value: the DSCP of the connection's segments, 0..63 (MUST-48, RFC 2474)
 
 
 class InfoField(enum.Enum, shape=16):

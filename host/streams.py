@@ -307,6 +307,22 @@ class Connection:
                                          names.index(name))
         self._engine._kick()
 
+    def set_ttl(self, ttl: int) -> None:
+        """The IPv4 TTL of this connection's segments, 1..255 (RFC 9293 MUST-49; Linux's
+        ``IP_TTL``); the build's ``ToeConfig.ip_ttl`` until then."""
+        if not 1 <= ttl <= 255:
+            raise ValueError("ttl must be 1..255")
+        self._engine.protocol.set_option(self._rec.conn, SocketOption.TTL, ttl)
+        self._engine._kick()
+
+    def set_dscp(self, dscp: int) -> None:
+        """The DSCP of this connection's segments, 0..63 (RFC 9293 MUST-48, RFC 2474; the
+        upper six bits of Linux's ``IP_TOS``; the ECN bits stay the engine's)."""
+        if not 0 <= dscp <= 63:
+            raise ValueError("dscp must be 0..63")
+        self._engine.protocol.set_option(self._rec.conn, SocketOption.DSCP, dscp)
+        self._engine._kick()
+
     def set_keepalive(self, idle: float | None = 7200.0, interval: float = 75.0,
                       count: int = 10) -> None:
         """Keep-alives (RFC 1122 s4.2.3.6): after ``idle`` seconds without an ACK from

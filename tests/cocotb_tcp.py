@@ -555,8 +555,11 @@ async def test_established_ack_too_old(dut):
 
 @cocotb.test()
 async def test_challenge_ack_rate_limited(dut):
-    """RFC 5961 s7: challenge ACKs are limited per second (configured budget); the
-    excess is counted, not sent."""
+    """RFC 5961 s7: challenge ACKs are limited per second over all connections; the
+    excess is counted, not sent.  The first second's budget is challenge_acks_per_s;
+    later seconds draw theirs at random, and each connection has its own limit too
+    (both at the engine's ports: tests/test_engine_ports_rate_limits.py; this build
+    turns the per-connection limit off)."""
     b = await start(dut)
     await b.listen(80)
     peer = ScriptedPeer(b.config)

@@ -81,6 +81,8 @@ class Seg:
     sack_permitted: bool = False  # a SYN's SACK-permitted option
     sack: tuple = ()  # SACK blocks ((left, right), ...) that fit the option
     ecn: int = 0  # the IPv4 ECN field (RFC 3168 s5)
+    ttl: int = 64  # the IPv4 TTL and DSCP (RFC 9293 MUST-49, MUST-48)
+    dscp: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ class SegmentSink:
                 p.payload_pos, syn, p.sport, p.dport, self.bench.now,
                 ts=(p.ts_val, p.ts_ecr) if p.ts_on else None,
                 wscale=p.wscale if syn and p.wscale_on else None,
-                sack_permitted=syn and bool(p.sack_permitted), sack=sack, ecn=p.ecn))
+                sack_permitted=syn and bool(p.sack_permitted), sack=sack, ecn=p.ecn,
+                ttl=p.ttl, dscp=p.dscp))
 
 
 class CopySink:

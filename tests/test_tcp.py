@@ -18,6 +18,10 @@ def tcp_config(width: int = 8, **changes) -> ToeConfig:
         msl_us=500, rto_initial_us=200, rto_min_us=200, rto_max_us=2000,
         r2_retries=4, r2_syn_retries=3, r2_synack_retries=3, challenge_acks_per_s=5,
         arp_timeout_us=60_000_000, arp_retry_us=200, arp_retries=3,
+        # The scripted peers expect an answer to every out-of-window segment; the
+        # per-connection limit of RFC 5961 s7 is tested at the engine's ports
+        # (test_engine_ports_rate_limits.py).
+        oow_ack_interval_us=0,
         ack_delay_us=0,  # the scripted peers expect an ACK per segment; delayed ACKs
         #                  are tested at the engine's ports (test_engine_ports_acks.py)
     ).replace(**changes)

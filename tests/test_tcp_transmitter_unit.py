@@ -108,6 +108,8 @@ def make_requests(rng, config, count, lengths):
             "flags": rng.getrandbits(8),
             "window": rng.getrandbits(16),
             "ecn": rng.randrange(4),
+            "ttl": rng.randint(1, 255),
+            "dscp": rng.randrange(64),
             "mss": rng.getrandbits(16),
             "wscale": rng.randint(0, tcp.MAX_WSCALE),
             "ts_val": rng.getrandbits(32),
@@ -154,11 +156,12 @@ def check_frame(frame: bytes, req, ident: int, payload: bytes):
     assert pkt.src == "02:00:00:00:00:02"
     assert pkt.type == 0x0800
     ip = pkt[IP]
-    assert (ip.version, ip.ihl, ip.tos) == (4, 5, req["ecn"]), "DSCP 0, the ECN field"
+    assert (ip.version, ip.ihl) == (4, 5)
+    assert ip.tos == req["dscp"] << 2 | req["ecn"], "the DSCP and ECN fields (RFC 2474, 3168)"
     assert ip.len == 40 + len(options) + req["payload_len"]
     assert ip.id == ident
     assert int(ip.flags) == 2 and ip.frag == 0, "DF, no fragment offset"
-    assert ip.ttl == 64 and ip.proto == 6
+    assert ip.ttl == req["ttl"] and ip.proto == 6, "the connection's TTL (MUST-49)"
     assert int.from_bytes(bytes(map(int, ip.src.split("."))), "big") == IP_ADDR
     assert int.from_bytes(bytes(map(int, ip.dst.split("."))), "big") == req["ip_dst"]
     rebuilt = ip.copy()

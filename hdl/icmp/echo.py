@@ -32,8 +32,10 @@ class IcmpEcho(wiring.Component):
         The reply frame.
     """
 
-    def __init__(self, data_bytes: int, buffer_ptr_bits: int, max_frame_bytes: int):
+    def __init__(self, data_bytes: int, buffer_ptr_bits: int, max_frame_bytes: int,
+                 ttl: int = ipv4.DEFAULT_TTL):
         self._w = data_bytes
+        self._ttl = ttl
         self._max_beats = -(-max_frame_bytes // data_bytes)
         super().__init__({
             "meta": In(stream.Signature(rx_meta_layout(buffer_ptr_bits))),
@@ -54,7 +56,7 @@ class IcmpEcho(wiring.Component):
         icmp_csum = Signal(16)
         icmp_update = Signal(16)
         old_ttl_word = req.ip_ttl << 8 | ipv4.PROTO_ICMP
-        new_ttl_word = ipv4.DEFAULT_TTL << 8 | ipv4.PROTO_ICMP
+        new_ttl_word = self._ttl << 8 | ipv4.PROTO_ICMP
         m.d.comb += [
             ip_csum.eq(~ones_sum_words([~req.ip_csum, ~old_ttl_word[:16], new_ttl_word])),
             icmp_update.eq(~ones_sum_words([~req.icmp_csum, ~(icmp.TYPE_ECHO_REQUEST << 8)
@@ -70,7 +72,7 @@ class IcmpEcho(wiring.Component):
             be_bytes(req.eth_src, 6) + be_bytes(self.mac_addr, 6)
         ):
             fixed[offset] = byte
-        fixed[14 + ipv4.TTL] = ipv4.DEFAULT_TTL
+        fixed[14 + ipv4.TTL] = self._ttl
         for i, byte in enumerate(be_bytes(ip_csum, 2)):
             fixed[14 + ipv4.CHECKSUM + i] = byte
         for i, byte in enumerate(be_bytes(self.ip_addr, 4) + be_bytes(req.ip_src, 4)):

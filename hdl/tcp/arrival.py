@@ -44,7 +44,7 @@ __all__ = ["add_arrival_steps"]
 S = TcpState
 
 
-def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
+def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack):
     """The steps of segment arrival, into the engine's FSM (``e``: the EventContext)."""
     m, cfg, t, s = e.m, e.cfg, e.t, e.s
     f_fin, f_syn, f_rst, f_ack = e.f_fin, e.f_syn, e.f_rst, e.f_ack
@@ -217,11 +217,11 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
             # timestamps are agreed, a non-RST segment without one is dropped silently.
             e.count("tcp_paws_drops")
             with m.If(o.ts_valid):
-                e.send_ack()
+                oow_ack()
         with m.Elif(~acceptable):
             e.count("tcp_bad_seq")
             with m.If(~f_rst):
-                e.send_ack()
+                oow_ack()
                 # RFC 2883 s4.1.1: text wholly below RCV.NXT was received before.
                 data_end = (e.data_seq + s.tcp_payload_len)[:32]
                 with m.If((s.tcp_payload_len != 0) & seq_le(data_end, t.rcv_nxt)):
@@ -298,7 +298,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack):
                 m.next = "seg_to_reset"  # <SEQ=SEG.ACK><CTL=RST>
         with m.Elif(seq_lt(t.snd_max, ack)):
             # Acknowledges something not yet sent: ACK and drop.
-            e.send_ack()
+            oow_ack()
             m.next = "finish"
         with m.Elif(seq_lt(ack, e.ack_floor)):
             # RFC 5961 s5.2: older than SND.UNA - MAX.SND.WND (here the largest window

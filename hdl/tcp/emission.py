@@ -113,6 +113,8 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
                 out.p.ack.eq(Mux(seg.flags & tcp.ACK_FLAG, t.rcv_nxt, 0)),
                 out.p.flags.eq(seg.flags | ecn_flags),
                 out.p.ecn.eq(Mux(seg.ect, ipv4.ECT_0, ipv4.NOT_ECT)),
+                out.p.ttl.eq(t.ttl),
+                out.p.dscp.eq(t.dscp),
                 out.p.window.eq(Mux(seg.flags & tcp.RST, 0, e.w_field)),
                 out.p.syn_options.eq(seg.syn_options),
                 out.p.mss.eq(cfg.mss),

@@ -198,16 +198,51 @@ class TcpEngine(wiring.Component):
         last_src = Signal(EventSource)
         m.d.comb += [backoff.rto.eq(t.rto), backoff.shift.eq(t.backoff)]
 
-        # Challenge ACK budget (RFC 5961 s7), shared by all connections, per second.
-        budget = Signal(range(cfg.challenge_acks_per_s + 1), init=cfg.challenge_acks_per_s)
+        # RFC 5961 s7.  Per connection: one challenge or out-of-window ACK per
+        # ``oow_ack_interval_us`` (TCB ``oow_at``).  Over all connections: a budget of
+        # challenge ACKs per second, drawn each second from limit/2 .. 3*limit/2 - 1 by a
+        # free-running xorshift generator, so that the count one connection can observe
+        # carries no information about another's (CVE-2016-5696).
+        limit = cfg.challenge_acks_per_s
+        budget = Signal(range(limit * 3 // 2 + 1), init=limit)
         budget_since = Signal(32)
+        rng = Signal(32, init=0x2545F491)
+        x1 = rng ^ (rng << 13)[:32]
+        x2 = x1 ^ (x1 >> 17)
+        m.d.sync += rng.eq(x2 ^ (x2 << 5)[:32])
         with m.If(seq_diff(self.now, budget_since) >= 1_000_000):
-            m.d.sync += [budget.eq(cfg.challenge_acks_per_s), budget_since.eq(self.now)]
+            m.d.sync += [budget.eq(limit // 2 + ((rng[:16] * limit) >> 16)),
+                         budget_since.eq(self.now)]
+        oow_now = self.now[8:32]
+        oow_units = max(1, cfg.oow_ack_interval_us >> 8)
+        conn_may = Signal()
+        m.d.comb += conn_may.eq((cfg.oow_ack_interval_us == 0) | ~t.oow_sent
+                                | ((oow_now - t.oow_at)[:24] >= oow_units))
+
+        def oow_sent():
+            m.d.sync += [t.oow_at.eq(oow_now), t.oow_sent.eq(1)]
+
+        def oow_ack():
+            """An ACK answering an out-of-window segment (RFC 9293 s3.10.7.4 first, RFC
+            7323 s5.3), limited per connection (RFC 5961 s7) unless the segment carries
+            data without SYN or a FIN (no ACK loop is likely: Linux's
+            tcp_oow_rate_limited)."""
+            exempt = ((e.s.tcp_payload_len != 0) & ~e.f_syn) | e.f_fin
+            with m.If(exempt):
+                e.send_ack()
+            with m.Elif(conn_may):
+                e.send_ack()
+                oow_sent()
+            with m.Else():
+                e.count("tcp_oow_limited")
 
         def challenge_ack():
             """RFC 5961 s3.2, s4.2, s5.2: an ACK for RCV.NXT, rate limited (s7)."""
-            with m.If(budget != 0):
+            with m.If(~conn_may):
+                e.count("tcp_oow_limited")
+            with m.Elif(budget != 0):
                 e.send_ack()
+                oow_sent()
                 m.d.sync += budget.eq(budget - 1)
                 e.count("tcp_challenge_acks")
             with m.Else():
@@ -300,7 +335,7 @@ class TcpEngine(wiring.Component):
             add_user_call_steps(e, listeners, ids, self.netmask, self.ip_addr)
             add_opening_steps(e, lookup, isn, listeners, ids, rtt.initial_rto, self.arp_lookup,
                               self.arp_result, self.ip_addr)
-            add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack)
+            add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack)
             add_output_steps(e, o, backoff)
             add_timer_steps(e, o, backoff, listeners)
             add_emission_steps(e, lookup, ids, oq, self)

@@ -94,6 +94,7 @@ ENGINE_COUNTERS = [
     "tcp_cookies_accepted",  # ACKs with a valid cookie: connections rebuilt
     "tcp_cookies_invalid",  # ACKs to a listener with no valid cookie (answered by RST)
     "tcp_cookie_overflows",  # valid cookies dropped: accept queue full or no free id
+    "tcp_oow_limited",  # challenge or out-of-window ACKs not sent: per-connection limit
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -451,6 +452,7 @@ class EventContext:
             t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
             t.rexmit.eq(0), t.retransmits.eq(0), t.cc_algo.eq(0), t.cc_state.eq(0),
             t.sb.eq(0), t.high_rxt.eq(0), t.rexmit_dup.eq(0),
+            t.oow_sent.eq(0), t.ttl.eq(self.cfg.ip_ttl), t.dscp.eq(self.cfg.ip_dscp),
         ]
         self.offer_options()
 

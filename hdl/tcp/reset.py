@@ -38,8 +38,10 @@ class TcpReset(wiring.Component):
         Strobe: the segment carried RST and was discarded.
     """
 
-    def __init__(self, data_bytes: int, buffer_ptr_bits: int):
+    def __init__(self, data_bytes: int, buffer_ptr_bits: int, ttl: int = ipv4.DEFAULT_TTL,
+                 dscp: int = 0):
         self._w = data_bytes
+        self._ttl, self._tos = ttl, dscp << 2
         super().__init__({
             "meta": In(stream.Signature(rx_meta_layout(buffer_ptr_bits))),
             "mac_addr": In(48),
@@ -98,7 +100,7 @@ class TcpReset(wiring.Component):
                     ethernet_header(eth_dst, self.mac_addr, ethernet.ETHERTYPE_IPV4)
                     + ipv4_header(src=self.ip_addr, dst=ip_dst, protocol=ipv4.PROTO_TCP,
                                   total_length=Const(40, 16), ident=ident,
-                                  with_checksum=False)
+                                  ttl=self._ttl, tos=self._tos, with_checksum=False)
                     + tcp_header(src=self.ip_addr, dst=ip_dst, sport=sport, dport=dport,
                                  seq=seq, ack=ack, flags=flags, window=Const(0, 16),
                                  with_checksum=False)

@@ -99,6 +99,13 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "high_rxt": 32,
         "rexmit_dup": 1,
         "sent_at": 32,  # when new data last went (RFC 5681 s4.1 restart after idle)
+        # RFC 5961 s7: when the last challenge or out-of-window ACK went (now_us >> 8),
+        # valid with ``oow_sent``.
+        "oow_at": 24,
+        "oow_sent": 1,
+        # IPv4 TTL and DSCP of the connection's segments (MUST-48, MUST-49).
+        "ttl": 8,
+        "dscp": 6,
         # Retransmission (RFC 6298) and the connection timer.
         "rto": 32,
         "srtt": 35,
@@ -155,6 +162,8 @@ def segment_layout(config: ToeConfig) -> data.StructLayout:
         "payload_pos": 32,
         "payload_len": 16,
         "ecn": 2,  # the IPv4 ECN field (RFC 3168 s5): ECT(0) on new data once agreed
+        "ttl": 8,
+        "dscp": 6,
     })
 
 

@@ -95,7 +95,7 @@ class TcpTransmitter(wiring.Component):
 
     The frame is an Ethernet II header (``eth_dst``, ``mac_addr``, type IPv4), an IPv4
     header (RFC 791: version 4, IHL 5, TOS with the ECN field ``ecn`` (RFC 3168 s5)
-    and DSCP 0, the total length, an identification that
+    and the DSCP ``dscp``, TTL ``ttl``, the total length, an identification that
     counts frames, DF set, TTL 64, protocol 6, the header checksum), a TCP header
     (RFC 9293 s3.1: ports, sequence and acknowledgment numbers, data offset 5 + option
     words, flags, window, checksum, urgent pointer 0), the options, and ``payload_len``
@@ -305,7 +305,8 @@ class TcpTransmitter(wiring.Component):
                         ethernet_header(req.eth_dst, self.mac_addr, ethernet.ETHERTYPE_IPV4)
                         + ipv4_header(src=self.ip_addr, dst=req.ip_dst,
                                       protocol=ipv4.PROTO_TCP, total_length=ip_len,
-                                      ident=ident, tos=Cat(req.ecn, Const(0, 6)),
+                                      ident=ident, tos=Cat(req.ecn, req.dscp),
+                                      ttl=req.ttl,
                                       with_checksum=False)
                         + tcp_header(src=self.ip_addr, dst=req.ip_dst, sport=req.sport,
                                      dport=req.dport, seq=req.seq, ack=req.ack,

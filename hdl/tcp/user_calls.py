@@ -164,6 +164,16 @@ def add_user_call_steps(e, listeners, ids, netmask, ip_addr):
                                 e.error(ErrorCode.BAD_OPTION)
                             with m.Else():
                                 m.d.sync += [t.cc_algo.eq(c.value), t.cc_state.eq(0)]
+                        with m.Case(SocketOption.TTL):
+                            with m.If((c.value == 0) | (c.value > 255)):
+                                e.error(ErrorCode.BAD_OPTION)
+                            with m.Else():
+                                m.d.sync += t.ttl.eq(c.value)
+                        with m.Case(SocketOption.DSCP):
+                            with m.If(c.value > 63):
+                                e.error(ErrorCode.BAD_OPTION)
+                            with m.Else():
+                                m.d.sync += t.dscp.eq(c.value)
                         with m.Case(SocketOption.NODELAY):
                             m.d.sync += t.nodelay.eq(c.value[0])
                             with m.If(c.value[0]):

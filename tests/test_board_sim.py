@@ -19,19 +19,12 @@ from toe.sim.board_sim import run_board_sim
 #: two cores): ``make test-all`` runs it, ``make test`` does not.
 pytestmark = pytest.mark.slow
 
-#: Found by these tests: the first 6 bytes of the first write of a connection reach the
-#: peer as zeros (with valid checksums, so before the engine's TX checksum); the host
-#: sends them correctly (the TXD message in port1.pcap).  docs/boards.md "Not built yet".
-FIRST_WRITE_ZEROED = pytest.mark.xfail(
-    strict=True, reason="first 6 bytes of a connection's first write arrive as zeros")
-
-
 @pytest.mark.parametrize("scenario", [
     "test_arp_request_answered",
     "test_icmp_echo_answered",
     "test_host_link_hello_and_registers",
-    pytest.param("test_tcp_connection_over_host_link", marks=FIRST_WRITE_ZEROED),
-    pytest.param("test_goodput", marks=FIRST_WRITE_ZEROED),
+    "test_tcp_connection_over_host_link",
+    "test_goodput",
 ])
 def test_board_scenario(scenario):
     """One scenario of tests/cocotb_board.py on the i9 model (each cites its rule)."""

@@ -151,8 +151,8 @@ class IsnGenerator(wiring.Component):
         block_words = [
             Cat(_byteswap(p.local_ip), _byteswap(p.remote_ip)),
             Cat(_byteswap(p.local_port), _byteswap(p.remote_port),
-            Mux(p.cookie, _byteswap(p.salt), 0)[:16], Const(0, 8),
-            Mux(p.cookie, COOKIE_MESSAGE_BYTES, MESSAGE_BYTES)[:8]),  # length, top byte
+                Mux(p.cookie, _byteswap(p.salt), 0)[:16], Const(0, 8),
+                Mux(p.cookie, COOKIE_MESSAGE_BYTES, MESSAGE_BYTES)[:8]),  # length byte
         ]
         k0, k1 = secret[:64], secret[64:]
         rounds = _BLOCKS * _C_ROUNDS + _D_ROUNDS

@@ -15,7 +15,7 @@ one and rebuild the SYN-RECEIVED connection, which enters the lookup table by
 ``open_insert`` and then takes the ACK through the ordinary steps (``seg_dispatch``).
 """
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 
 from ..host_if import ErrorCode, EventKind
 from ..proto import tcp
@@ -99,14 +99,14 @@ def add_opening_steps(e, lookup, isn, listeners, ids, initial_rto, arp_lookup, a
     sent_any = Signal()
     m.d.comb += e.cookies_recent.eq(
         (cfg.syn_cookies == "always")
-        | ((cfg.syn_cookies == "auto") & sent_any & ((period_now - last_period)[:5] <= 1)))
+        | ((cfg.syn_cookies == "auto") & sent_any & cookie.fresh(period_now, last_period)))
     e.cookie_tsval = cookie.ts_value(
         e.ts_now, cookie.ts_option_bits(t.ws_ok, t.snd_shift, t.sack_ok, t.ecn_ok))
 
     def hash_request(period, mss):
         m.d.comb += [
             isn.request.valid.eq(1), isn.request.p.cookie.eq(1),
-            isn.request.p.salt.eq(period | (mss << cookie.PERIOD_BITS)),
+            isn.request.p.salt.eq(cookie.salt(period, mss)),
             isn.request.p.local_ip.eq(ip_addr), isn.request.p.local_port.eq(s.tcp_dport),
             isn.request.p.remote_ip.eq(s.ip_src), isn.request.p.remote_port.eq(s.tcp_sport),
         ]
@@ -149,8 +149,8 @@ def add_opening_steps(e, lookup, isn, listeners, ids, initial_rto, arp_lookup, a
 
     with m.State("cookie_check_wait"):
         m.d.comb += isn.response.ready.eq(1)
-        fresh = (period_now - x_period)[:5] <= 1
-        valid = fresh & (isn.response.p.isn[: cookie.HASH_BITS] == x_hash)
+        valid = (cookie.fresh(period_now, x_period)
+                 & (isn.response.p.isn[: cookie.HASH_BITS] == x_hash))
         with m.If(isn.response.valid):
             with m.If(valid & listeners.has_room(e.listener) & ids.available):
                 m.d.sync += e.cid.eq(ids.next_id)
@@ -183,15 +183,12 @@ def add_opening_steps(e, lookup, isn, listeners, ids, initial_rto, arp_lookup, a
             t.iss.eq(x), t.snd_una.eq(x), t.snd_nxt.eq(x + 1), t.snd_max.eq(x + 1),
             t.snd_end.eq(x + 1), t.snd_wl1.eq(s.tcp_seq - 1), t.rtt_active.eq(0),
             t.tx_gen.eq(~e.tcb_rd_data.tx_gen), e.do_limit.eq(1),
-            t.ws_ok.eq(ws), t.snd_shift.eq(wscale), t.rcv_shift.eq(0),
+            t.ws_ok.eq(ws), t.snd_shift.eq(Mux(ws, wscale, 0)),
+            t.rcv_shift.eq(Mux(ws, cfg.rcv_wscale, 0)),
             t.ts_ok.eq(ts_in), t.ts_recent.eq(o.ts_val), t.ts_recent_at.eq(e.ts_now[16:]),
             t.sack_ok.eq(ts_in & cfg.sack & sack), t.ecn_ok.eq(ts_in & cfg.ecn & ecn),
             t.snd_mss.eq(mss - ts_in * tcp.TS_OPTION_BYTES),
         ]
-        with m.If(ws):
-            m.d.sync += t.rcv_shift.eq(cfg.rcv_wscale)
-        with m.Else():
-            m.d.sync += t.snd_shift.eq(0)
         e.set_state(S.SYN_RECEIVED, S.LISTEN, "RFC 4987 s3.6: the ACK of a SYN cookie")
         e.count("tcp_cookies_accepted")
         m.next = "open_insert"

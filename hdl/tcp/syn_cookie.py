@@ -7,8 +7,8 @@ SYN-ACK finds no connection; if it goes to a listener and ``SEG.ACK - 1`` is a v
 cookie, the engine rebuilds the SYN-RECEIVED connection the SYN would have made and
 hands the ACK to the ordinary steps of s3.10.7.4, which take it to ESTABLISHED.
 
-The cookie, bit by bit (the one definition; :func:`encode` and :func:`decode` are the
-same in Python)::
+The cookie, bit by bit (the one definition: :func:`encode` in Python, for the models,
+and :func:`encode_value` / :func:`fields` in hardware)::
 
     31..27  period   (now_us >> cookie_period_log2) mod 32
     26..24  mss      index into MSS_TABLE: the largest entry =< the SYN's MSS
@@ -29,7 +29,7 @@ ACK echoes them in TSecr.  Without timestamps the SYN-ACK offers only the MSS.
 from amaranth.hdl import Cat, Const, Mux, Signal
 
 __all__ = ["MSS_TABLE", "PERIOD_BITS", "MSS_BITS", "HASH_BITS", "TS_OPTION_BITS",
-           "NO_WSCALE", "encode", "decode", "salt", "ts_options", "ts_decode",
+           "NO_WSCALE", "encode", "salt", "fresh", "ts_decode",
            "mss_index", "cookie_mss", "ts_value", "ts_option_bits", "encode_value",
            "fields"]
 
@@ -46,24 +46,19 @@ NO_WSCALE = 15
 assert len(MSS_TABLE) == 1 << MSS_BITS and PERIOD_BITS + MSS_BITS + HASH_BITS == 32
 
 
-def salt(period: int, mss: int) -> int:
-    """The 16-bit salt hashed with the 4-tuple."""
+def salt(period, mss):
+    """The 16-bit salt hashed with the 4-tuple (Python ints or hardware values)."""
     return (period & 31) | (mss & 7) << PERIOD_BITS
+
+
+def fresh(period_now, period):
+    """A cookie (or the last one sent) of ``period`` is of this period or the last."""
+    return (period_now - period)[:PERIOD_BITS] <= 1
 
 
 def encode(period: int, mss: int, digest: int) -> int:
     """The cookie of ``period``, MSS index ``mss`` and the salted hash ``digest``."""
     return ((period & 31) << 27) | ((mss & 7) << 24) | (digest & ((1 << HASH_BITS) - 1))
-
-
-def decode(cookie: int) -> tuple[int, int, int]:
-    """``(period, mss index, hash)`` of a cookie."""
-    return cookie >> 27 & 31, cookie >> 24 & 7, cookie & ((1 << HASH_BITS) - 1)
-
-
-def ts_options(wscale: int | None, sack: bool, ecn: bool) -> int:
-    """The low 6 bits of a cookie SYN-ACK's TSval."""
-    return (NO_WSCALE if wscale is None else min(wscale, 14)) | sack << 4 | ecn << 5
 
 
 def ts_decode(bits: int) -> tuple[int | None, bool, bool]:

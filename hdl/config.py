@@ -94,6 +94,12 @@ class ToeConfig:
         from ``challenge_acks_per_s / 2 .. challenge_acks_per_s * 3 / 2``, as Linux has
         done since CVE-2016-5696, so that the count one connection sees tells nothing
         about the others.
+    min_pmtu:
+        The smallest path MTU an ICMP fragmentation-needed message can lower a
+        connection to (RFC 1191 s3; :mod:`hdl.tcp.icmp_errors`): 552 bytes, Linux's
+        ``min_pmtu``, so SND.MSS never drops below 512 (500 with timestamps), however
+        small an MTU a message reports (RFC 5927 s7.2).  A build whose ``mtu`` is
+        smaller uses ``mtu`` as the floor.
     syn_cookies, syn_backlog, cookie_period_log2:
         SYN flood defence (RFC 4987; :mod:`hdl.tcp.syn_cookie`).  A listener holds at
         most ``syn_backlog`` connections in SYN-RECEIVED (half-open).  ``"auto"`` (the
@@ -157,6 +163,7 @@ class ToeConfig:
     oow_ack_interval_us: int = 500_000
     ip_ttl: int = 64
     ip_dscp: int = 0
+    min_pmtu: int = 552
     syn_cookies: str = "auto"
     syn_backlog: int = 8
     cookie_period_log2: int = 26
@@ -201,6 +208,8 @@ class ToeConfig:
             raise ValueError("ip_ttl must be 1..255")
         if not 0 <= self.ip_dscp <= 63:
             raise ValueError("ip_dscp must be 0..63")
+        if not 68 <= self.min_pmtu <= 65535:
+            raise ValueError(f"min_pmtu must be 68 .. 65535, not {self.min_pmtu}")
         if not 0 <= self.oow_ack_interval_us < 1 << 31:
             raise ValueError("oow_ack_interval_us must be 0 .. 2**31 - 1")
         if self.syn_cookies not in ("off", "auto", "always"):

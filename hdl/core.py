@@ -15,7 +15,7 @@ from .icmp.echo import IcmpEcho
 from .register_fifo import RegisterFifo
 from .rx.dispatch import RxDispatcher
 from .rx.frontend import RxFrontend
-from .rx.meta import DropReason
+from .rx.meta import DropReason, Verdict
 from .stream import beat_signature
 from .tcp.engine import ENGINE_COUNTERS, TcpEngine, trace_layout
 from .tcp.lane_ring import LaneRing
@@ -256,7 +256,10 @@ class ToeCore(wiring.Component):
         events["rx_frames"] = rx.i.valid & rx.i.ready & rx.i.p.last
         events["rx_arp"] = dispatch.arp.valid & dispatch.arp.ready
         events["rx_icmp_echo"] = dispatch.icmp.valid & dispatch.icmp.ready
-        events["rx_tcp"] = dispatch.tcp.valid & dispatch.tcp.ready
+        tcp_taken = dispatch.tcp.valid & dispatch.tcp.ready
+        icmp_error = dispatch.tcp.p.verdict == Verdict.ICMP_ERROR
+        events["rx_tcp"] = tcp_taken & ~icmp_error
+        events["rx_icmp_errors"] = tcp_taken & icmp_error
         events["tx_frames"] = arbiter.sent.any()
         for k, name in enumerate(TX_SOURCES):
             events[name] = arbiter.sent[k]

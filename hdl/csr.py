@@ -30,6 +30,7 @@ COUNTERS = [
     "arp_lookup_failed",  # lookups that gave up
 ] + [f"drop_{reason.name.lower()}" for reason in DropReason if reason != DropReason.NONE] + [
     "tx_tcp",  # segments sent by connections
+    "rx_icmp_errors",  # ICMP errors about our TCP segments, handed to the TCP engine
 ] + ENGINE_COUNTERS
 
 

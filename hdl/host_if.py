@@ -111,6 +111,9 @@ class EventKind(enum.Enum, shape=4):
     ERROR = 11  # conn, tag, code: a command or TX data was refused
     RELEASED = 12  # conn: the id is free again
     INFO = 13  # conn, tag, value: the InfoField a GET_INFO asked for
+    ICMP_ERROR = 14  # conn, value = ICMP type << 8 | code (| next-hop MTU << 16): a soft
+    #                  error about the connection's segments (RFC 9293 SHLD-25); once
+    #                  until SND.UNA advances (hdl/tcp/icmp_errors.py)
 
 
 class ErrorCode(enum.Enum, shape=5):
@@ -134,6 +137,8 @@ class ErrorCode(enum.Enum, shape=5):
     UNREAD_DATA = 16  # with CLOSED: CLOSE found received data unread and sent RST
     #                   (RFC 9293 SHLD-3)
     BAD_OPTION = 17  # SET_OPTION of an unknown SocketOption
+    UNREACHABLE = 18  # with RESET: an ICMP protocol or port unreachable ended SYN-SENT
+    #                   (SHLD-26); value = ICMP type << 8 | code
 
 
 def command_layout(config: ToeConfig) -> data.StructLayout:

@@ -19,7 +19,7 @@ _EXPORTS = {
     "Engine": "api", "Listener": "listener", "Connection": "streams",
     "Transport": "transport", "IncompleteReadError": "streams",
     "EngineProtocol": "protocol", "ConnState": "connection", "ConnStats": "connection",
-    "EngineError": "connection", "Ending": "connection",
+    "EngineError": "connection", "Ending": "connection", "IcmpReport": "icmp",
     "MessageDecoder": "framing", "send_message": "framing", "recv_message": "framing",
     "encode_message": "framing", "FramingError": "framing",
 }

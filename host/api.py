@@ -300,10 +300,10 @@ class Engine:
                 c = self._conns.get(conn)
                 if c is not None:
                     c._eof = True
-            case Refused(tag=tag, conn=conn) if tag is not None:
-                self._answer_with(tag, ending_exception(Ending.REFUSED, conn))
-            case TimedOut(tag=tag, conn=conn) if tag is not None:
-                self._answer_with(tag, ending_exception(Ending.TIMED_OUT, conn))
+            case Refused(tag=tag, conn=conn, icmp=icmp) if tag is not None:
+                self._answer_with(tag, ending_exception(Ending.REFUSED, conn, icmp=icmp))
+            case TimedOut(tag=tag, conn=conn, icmp=icmp) if tag is not None:
+                self._answer_with(tag, ending_exception(Ending.TIMED_OUT, conn, icmp=icmp))
             case Error(tag=tag) if tag is not None:
                 self._answer_with(tag, h.exception())
             case Error(conn=conn) if conn is not None:

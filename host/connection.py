@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 from toe.hdl.host_if import ErrorCode
 
+from .icmp import IcmpReport
+
 __all__ = [
     "Opening", "SendSide", "ReceiveSide", "Release", "Ending", "TRANSITIONS",
     "IllegalTransition", "ConnectionMachine", "ConnState", "ConnStats", "ConnectionRecord",
@@ -306,15 +308,24 @@ class ConnectionMachine:
         self._move(ending)
         self.code = code
 
-    def exception(self, conn: int) -> BaseException | None:
+    def exception(self, conn: int, icmp: IcmpReport | None = None) -> BaseException | None:
         """The exception for the ending (:func:`ending_exception`), None while open."""
-        return ending_exception(self.ending, conn, self.code)
+        return ending_exception(self.ending, conn, self.code, icmp)
 
 
-def ending_exception(ending: Ending, conn: int,
-                     code: ErrorCode | None = None) -> BaseException | None:
+def ending_exception(ending: Ending, conn: int, code: ErrorCode | None = None,
+                     icmp: IcmpReport | None = None) -> BaseException | None:
     """The exception the driver raises for a connection that ended so; None for
-    ``NOT_ENDED`` and ``CLOSED`` (a clean close is no error)."""
+    ``NOT_ENDED`` and ``CLOSED`` (a clean close is no error).  With the ICMP error that
+    refused the connection, or the last one before a timeout (``icmp``), the exception
+    is Linux's for that message (``ECONNREFUSED`` for port unreachable,
+    ``EHOSTUNREACH`` for host unreachable, ...)."""
+    if icmp is not None and ending in (Ending.REFUSED, Ending.TIMED_OUT):
+        what = "was refused" if ending is Ending.REFUSED else "timed out"
+        message = f"connection {conn} {what}: {icmp.description}"
+        if icmp.errno == errno.ECONNREFUSED:
+            return ConnectionRefusedError(icmp.errno, message)
+        return OSError(icmp.errno, message)
     match ending:
         case Ending.NOT_ENDED | Ending.CLOSED:
             return None
@@ -369,6 +380,7 @@ class ConnStats:
     rx_deliveries: int = 0
     rx_overrun: int = 0  # bytes the engine delivered beyond the credit (never expected)
     errors: int = 0  # ERROR events for this connection
+    icmp_errors: int = 0  # ICMP errors the engine reported (ICMP_ERROR, RESET UNREACHABLE)
 
     @property
     def tx_buffered(self) -> int:
@@ -399,6 +411,7 @@ class ConnectionRecord:
     listener_port: int | None = None  # passive: the listening port
     machine: ConnectionMachine = None  # type: ignore[assignment]  # set in __post_init__
     last_error: ErrorCode | None = None  # the last ERROR event's code (the connection goes on)
+    icmp_error: IcmpReport | None = None  # the last ICMP error reported (host/icmp.py)
     stats: ConnStats = field(default_factory=ConnStats)
     # internal
     tx_buffer: bytearray = field(default_factory=bytearray, repr=False)

@@ -31,6 +31,7 @@ from .happenings import (
     Connecting,
     EndOfStream,
     Error,
+    IcmpError,
     Info,
     Listening,
     Refused,
@@ -39,6 +40,7 @@ from .happenings import (
     TimedOut,
     Unlistened,
 )
+from .icmp import IcmpReport
 
 __all__ = ["EventHandlers", "CONNECT_PORT_ATTEMPTS"]
 
@@ -162,7 +164,12 @@ class EventHandlers(CommandEncoder):
         rec = self._known(ev.conn)
         if rec is None:
             return
-        if code == ErrorCode.REFUSED:
+        if code == ErrorCode.UNREACHABLE:
+            rec.icmp_error = IcmpReport.from_event(ev.value)
+            rec.stats.icmp_errors += 1
+            self._end(rec, Ending.REFUSED)
+            self._events.append(Refused(rec.conn, rec.tag, rec.icmp_error))
+        elif code == ErrorCode.REFUSED:
             self._end(rec, Ending.REFUSED)
             self._events.append(Refused(rec.conn, rec.tag))
         else:
@@ -175,8 +182,17 @@ class EventHandlers(CommandEncoder):
         if rec is None:
             return
         self._end(rec, Ending.TIMED_OUT)
-        self._events.append(TimedOut(rec.conn, None if rec.machine.established else rec.tag))
+        self._events.append(TimedOut(rec.conn, None if rec.machine.established else rec.tag,
+                                     rec.icmp_error))
         self._after_death(rec)
+
+    def _on_icmp_error(self, ev, code) -> None:
+        rec = self._known(ev.conn)
+        if rec is None:
+            return
+        rec.icmp_error = IcmpReport.from_event(ev.value)
+        rec.stats.icmp_errors += 1
+        self._events.append(IcmpError(rec.conn, rec.icmp_error))
 
     def _on_info(self, ev, code) -> None:
         req = self._take_request(ev.tag, CommandOp.GET_INFO)
@@ -246,6 +262,7 @@ class EventHandlers(CommandEncoder):
         EventKind.ERROR: _on_error,
         EventKind.RELEASED: _on_released,
         EventKind.INFO: _on_info,
+        EventKind.ICMP_ERROR: _on_icmp_error,
     }
 
     # ------------------------------------------------------------ helpers

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from toe.hdl.host_if import CommandOp, ErrorCode, InfoField
 
 from .connection import EngineError, engine_error
+from .icmp import IcmpReport
 
 __all__ = [
     "Happening",
@@ -21,6 +22,7 @@ __all__ = [
     "Reset",
     "Refused",
     "TimedOut",
+    "IcmpError",
     "Error",
     "Released",
     "Info",
@@ -114,10 +116,12 @@ class Reset(Happening):
 
 @dataclass(frozen=True)
 class Refused(Happening):
-    """The peer refused ``connect()`` (RST to the SYN).  The id is released by the core."""
+    """The peer refused ``connect()`` (RST to the SYN), or an ICMP protocol or port
+    unreachable ended it (``icmp``).  The id is released by the core."""
 
     conn: int
     tag: int | None
+    icmp: IcmpReport | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,16 @@ class TimedOut(Happening):
 
     conn: int
     tag: int | None
+    icmp: IcmpReport | None = None  # the last ICMP error the connection had
+
+
+@dataclass(frozen=True)
+class IcmpError(Happening):
+    """An ICMP error about the connection's segments (RFC 9293 SHLD-25); the connection
+    goes on.  The engine reports one until the peer next acknowledges data."""
+
+    conn: int
+    icmp: IcmpReport
 
 
 @dataclass(frozen=True)

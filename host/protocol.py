@@ -445,7 +445,7 @@ class EngineProtocol(EventHandlers):
         m = rec.machine
         if not m.held:
             raise closed_exception(f"connection {rec.conn}")
-        exc = m.exception(rec.conn)
+        exc = m.exception(rec.conn, rec.icmp_error)
         if exc is not None:
             raise exc
 

@@ -21,6 +21,7 @@ from toe.hdl.tcp.keepalive import ticks
 
 from .connection import ConnectionRecord, ConnState, ConnStats, Ending, closed_exception
 from .happenings import TcpInfo
+from .icmp import IcmpReport
 
 if TYPE_CHECKING:
     from .api import Engine
@@ -76,6 +77,12 @@ class Connection:
         return self._rec.stats
 
     @property
+    def icmp_error(self) -> IcmpReport | None:
+        """The last ICMP error about the connection's segments (a soft error: the
+        connection goes on; RFC 9293 SHLD-25), or None."""
+        return self._rec.icmp_error
+
+    @property
     def local_port(self) -> int:
         return self._rec.local_port
 
@@ -107,7 +114,7 @@ class Connection:
         m = r.machine
         if not m.held:
             return closed_exception(f"connection {r.conn}")
-        exc = m.exception(r.conn)
+        exc = m.exception(r.conn, r.icmp_error)
         if exc is not None:
             return exc
         if m.released:
@@ -203,7 +210,7 @@ class Connection:
         # After abort() the data was discarded on purpose: writing raises (EBADF), and
         # drain() and wait_acked() do once the id is released.
         if m.ending is not Ending.ABORTED:
-            exc = m.exception(r.conn)
+            exc = m.exception(r.conn, r.icmp_error)
             if exc is not None:
                 return exc
         if m.released:

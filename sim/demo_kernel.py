@@ -67,7 +67,8 @@ async def _engine_side(nic: VirtualNic, trace: list[str]) -> dict:
         view = trace_layout.from_bits(rec.bits)
         before, after = view.before.name, view.after.name
         if before != after:
-            event = event_name(TRACE_SOURCES[view.source], view.flags, bool(view.data), view.op)
+            event = event_name(TRACE_SOURCES[view.source], view.flags, bool(view.data), view.op,
+                               bool(view.icmp))
             trace.append(f"  cycle {rec.cycle:>11,}  {rec.ns / 1e6:9.3f} ms  "
                          f"{before.replace('_', '-')} --{event}--> {after.replace('_', '-')}")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig
-from toe.hdl.proto import tcp
+from toe.hdl.proto import icmp, tcp
 from toe.hdl.rx.meta import DropReason, Verdict
 
 __all__ = ["Classification", "classify", "parse_tcp_options"]
@@ -27,7 +27,7 @@ class Classification:
         if self.verdict == Verdict.DROP:
             return f"drop_{self.reason.name.lower()}"
         return {Verdict.ARP: "rx_arp", Verdict.ICMP_ECHO: "rx_icmp_echo",
-                Verdict.TCP: "rx_tcp"}[self.verdict]
+                Verdict.TCP: "rx_tcp", Verdict.ICMP_ERROR: "rx_icmp_errors"}[self.verdict]
 
 
 def _drop(reason: DropReason) -> Classification:
@@ -125,9 +125,21 @@ def classify(frame: bytes, config: ToeConfig = ToeConfig(), *, mac: int | None =
             return _drop(DropReason.ICMP_MALFORMED)
         if reference_sum(l4) != 0xFFFF:
             return _drop(DropReason.ICMP_CHECKSUM)
-        if l4[0] != 8 or l4[1] != 0 or broadcast:
+        if broadcast:
             return _drop(DropReason.ICMP_IGNORED)
-        return Classification(Verdict.ICMP_ECHO)
+        if l4[0] == icmp.TYPE_ECHO_REQUEST and l4[1] == 0:
+            return Classification(Verdict.ICMP_ECHO)
+        if l4[0] not in icmp.ERROR_TYPES:  # source quench among them (RFC 9293 MUST-55)
+            return _drop(DropReason.ICMP_IGNORED)
+        if len(l4) < icmp.ERROR_MIN_BYTES:  # the quoted IPv4 header and 8 bytes of TCP
+            return _drop(DropReason.ICMP_MALFORMED)
+        quote = l4[icmp.QUOTE_AT:]
+        # A segment this engine sent: a 20-byte IPv4 header (no options), TCP, from our
+        # address, not a later fragment.
+        if (quote[0] != 0x45 or quote[9] != 6 or int.from_bytes(quote[12:16], "big") != ip
+                or int.from_bytes(quote[6:8], "big") & 0x1FFF):
+            return _drop(DropReason.ICMP_QUOTE)
+        return Classification(Verdict.ICMP_ERROR)
     if proto == 6:
         if broadcast:
             return _drop(DropReason.TCP_BROADCAST)

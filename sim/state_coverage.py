@@ -49,8 +49,11 @@ HITS: dict[Transition, set[str]] = defaultdict(set)
 #: How often each transition was seen, by every monitor of this process.
 COUNTS: Counter = Counter()
 
-def event_name(source: str, flags: int, data: bool, op: CommandOp) -> str:
-    """A short name of the event: segment kind, command, ``timeout`` or ``output``."""
+def event_name(source: str, flags: int, data: bool, op: CommandOp, icmp: bool = False) -> str:
+    """A short name of the event: segment kind, ICMP error, command, ``timeout`` or
+    ``output``."""
+    if source == "seg" and icmp:
+        return "ICMP"
     if source == "seg":
         if flags & RST:
             return "RST"
@@ -98,7 +101,8 @@ class TraceMonitor:
             view = trace_layout.from_bits(bits)
             source = TRACE_SOURCES[view.source]
             record = Transition(
-                view.before.name, event_name(source, view.flags, bool(view.data), view.op),
+                view.before.name, event_name(source, view.flags, bool(view.data), view.op,
+                                                bool(view.icmp)),
                 view.after.name)
             self.records.append(record)
             COUNTS[record] += 1

@@ -46,6 +46,7 @@ PTR_BITS = 10  # frame buffer word pointers of the records (no frame buffer here
 PAYLOAD_AT = 14 + 20 + 20  # frame offset of the payload with IHL 5, data offset 5
 PEER_IP = ip("10.0.0.1")
 PEER_MAC = mac("02:00:00:00:00:01")
+ROUTER_MAC = mac("02:00:00:00:00:fe")  # the next hop an ICMP error comes from
 #: Small and fast: 8 TCBs (the least the lookup allows), 256-byte rings, MSS 536; timers
 #: in microseconds of a clock that only moves when the test moves it; every segment
 #: ACKed at once (delayed ACKs are tested with their own configuration).
@@ -107,6 +108,7 @@ class Tr:
     flags: str
     data: bool
     op: CommandOp
+    icmp: bool = False  # an ICMP error, not a segment
 
 
 @dataclass
@@ -340,7 +342,8 @@ class Monitors:
                                 rstp.tcp_payload_len, rstp.tcp_sport, rstp.tcp_dport))
         if trace.valid:
             self.trace.append(Tr(TRACE_SOURCES[trace.source], trace.before, trace.after,
-                                 tcp.flag_letters(trace.flags), bool(trace.data), trace.op))
+                                 tcp.flag_letters(trace.flags), bool(trace.data), trace.op,
+                                 bool(trace.icmp)))
         if counters:
             for k, name in enumerate(ENGINE_COUNTERS):
                 if counters >> k & 1:
@@ -537,6 +540,24 @@ class EngineBench:
     def send(self, peer: Peer, flags: str, length=0, **kw) -> int:
         """Queue a segment record on ``seg_in``; returns its ``buf_start``."""
         record = self.record(peer, flags, length, **kw)
+        self.seg_in.queue.append(record)
+        return record.buf_start
+
+    def icmp_error(self, peer: Peer, type_: int, code: int, seq: int, *, mtu=0,
+                   local_port=None) -> int:
+        """Queue the record the parser makes of an ICMP error (``Verdict.ICMP_ERROR``,
+        hdl/rx/meta.py) that quotes our segment to ``peer`` with sequence number
+        ``seq``: the quoted socket pair seen from the peer's side."""
+        self._buf = (self._buf + 8) % (1 << PTR_BITS)
+        record = self.meta_layout.const({
+            "verdict": Verdict.ICMP_ERROR, "buf_start": self._buf, "buf_end": self._buf + 8,
+            "frame_len": 70, "eth_src": ROUTER_MAC, "ip_src": peer.ip,
+            "ip_dst": self.config.ip_addr, "ip_ihl": 5, "ip_len": 56, "ip_ttl": 60,
+            "tcp_sport": peer.port,
+            "tcp_dport": peer.engine_port if local_port is None else local_port,
+            "tcp_seq": seq % MOD, "tcp_doff": 5, "icmp_type": type_, "icmp_code": code,
+            "icmp_mtu": mtu,
+        })
         self.seg_in.queue.append(record)
         return record.buf_start
 

@@ -41,6 +41,15 @@ def fix_ip_checksum(frame: bytearray) -> bytearray:
     return frame
 
 
+def _shorten(frame: bytearray, n: int) -> bytearray:
+    """The frame with its IPv4 payload ``n`` bytes shorter (total length and the L4
+    checksum redone; the IPv4 checksum is the caller's)."""
+    total = int.from_bytes(frame[ETH + 2 : ETH + 4], "big") - n
+    f = bytearray(frame[: ETH + total])
+    f[ETH + 2 : ETH + 4] = total.to_bytes(2, "big")
+    return fix_l4_checksum(f)
+
+
 def fix_l4_checksum(frame: bytearray) -> bytearray:
     """Recompute the TCP (pseudo-header, RFC 9293 s3.1) or ICMP (RFC 792) checksum."""
     hlen = 4 * (frame[ETH] & 15)
@@ -146,6 +155,52 @@ def icmp_frame(rng: random.Random, type_=8, code=0, payload=None, dst=OUR_IP,
            / ICMP(type=type_, code=code, id=rng.getrandbits(16), seq=rng.getrandbits(16))
            / Raw(_rand(rng, payload)))
     frame = bytearray(raw(pkt))
+    return insert_ip_options(frame, ip_options) if ip_options else frame
+
+
+ICMP_ERROR_BENDS = ("ihl", "proto", "src", "frag", "short")
+
+
+def icmp_error_frame(rng: random.Random, type_=None, code=None, mtu=None, quote=None,
+                     bend=None, dst=OUR_IP, dst_mac=OUR_MAC,
+                     ip_options: bytes = b"") -> bytearray:
+    """An ICMP error (RFC 792: destination unreachable, time exceeded, parameter
+    problem) from a router, quoting a TCP segment we sent to a peer, with ``quote``
+    bytes of the quoted segment's TCP header and data (8, RFC 792's minimum, or more as
+    RFC 1812 s4.3.2.3 routers send).  ``bend`` spoils the quote in one way
+    (:data:`ICMP_ERROR_BENDS`): IP options in the quoted header, not TCP, not our
+    source address, a later fragment, or fewer than 8 bytes of TCP."""
+    if type_ is None:
+        type_ = rng.choice([3, 3, 11, 12])
+    if code is None:
+        code = rng.randint(0, 15) if type_ == 3 else rng.randint(0, 2)
+    if quote is None:
+        quote = rng.choice([8, 8, 20, 32, 60])
+    sent = (IP(src=OUR_IP, dst=_peer_ip(rng), flags="DF", ttl=rng.randint(1, 64))
+            / TCP(sport=rng.getrandbits(16), dport=rng.getrandbits(16),
+                  seq=rng.getrandbits(32), ack=rng.getrandbits(32), flags="PA")
+            / Raw(_rand(rng, 40)))
+    if bend == "proto":
+        sent[IP].proto = 17
+    elif bend == "src":
+        sent[IP].src = "10.0.0.99"
+    elif bend == "frag":
+        sent[IP].frag = rng.randint(1, 0x1FFF)
+    quoted = bytes(raw(sent))
+    if bend == "ihl":
+        quoted = bytes(insert_ip_options(bytes(14) + quoted, b"\x01" * 4)[14:])
+    keep = 20 + (4 * (quoted[0] & 15) - 20) + (rng.randint(0, 7) if bend == "short" else quote)
+    body = quoted[:keep]
+    if mtu is None:
+        mtu = rng.choice([0, 68, 576, 1280, 1400, 1492]) if (type_, code) == (3, 4) else 0
+    header = struct.pack("!BBHHH", type_, code, 0, 0, mtu)
+    message = bytearray(header + body)
+    message[2:4] = internet_checksum(bytes(message)).to_bytes(2, "big")
+    router = rng.choice(["10.0.0.1", "10.0.0.254", "192.0.2.7"])
+    pkt = _eth(rng, dst_mac) / IP(src=router, dst=dst, ttl=rng.randint(1, 255)) / Raw(message)
+    frame = bytearray(raw(pkt))
+    frame[ETH + 9] = 1  # protocol ICMP (scapy left it 0 for a Raw payload)
+    frame = fix_ip_checksum(frame)
     return insert_ip_options(frame, ip_options) if ip_options else frame
 
 
@@ -320,6 +375,11 @@ def random_frame(rng: random.Random) -> tuple[bytes, str]:
             f, label = insert_ip_options(bytes(f), ip_options(rng)), "icmp ip options"
     elif r < 0.38:
         f, label = arp_frame(rng), "arp"
+    elif r < 0.44:
+        bend = rng.choice((None, None, None) + ICMP_ERROR_BENDS)
+        f, label = icmp_error_frame(rng, bend=bend), f"icmp error {bend or ''}"
+        if rng.random() < 0.2:
+            f, label = insert_ip_options(bytes(f), ip_options(rng)), label + " ip options"
     elif r < 0.62:
         f, label = _ip_mutation(rng)
     elif r < 0.86:
@@ -373,6 +433,15 @@ def corner_frames() -> list[tuple[bytes, str]]:
     out.append((bytes(f), "ICMP echo with 40 bytes of IP options"))
     out.append((bytes(f[:73]), "IHL 15, the frame ends one byte before the header does"))
     out.append((bytes(f[:74]), "IHL 15, the frame ends with the header"))
+    f = icmp_error_frame(rng, type_=3, code=4, mtu=1280, quote=8)
+    out.append((bytes(f), "fragmentation needed quoting 8 bytes (36-byte message)"))
+    out.append((bytes(fix_ip_checksum(_shorten(f, 1))), "ICMP error of 35 bytes"))
+    f = icmp_error_frame(rng, type_=3, code=4, mtu=1280, quote=8, ip_options=b"\x01" * 40)
+    out.append((bytes(f), "ICMP error behind 40 bytes of IP options"))
+    f = icmp_error_frame(rng, type_=4, code=0, quote=8)
+    out.append((bytes(f), "source quench (RFC 9293 MUST-55: ignored)"))
+    f = icmp_error_frame(rng, type_=11, code=0, dst="10.0.0.255", dst_mac=BCAST_MAC)
+    out.append((bytes(f), "time exceeded to the subnet broadcast"))
     f = arp_frame(rng)
     out.append((bytes(f[:42]), "ARP of exactly 42 bytes"))
     out.append((bytes(f[:41]), "ARP of 41 bytes"))
@@ -412,6 +481,13 @@ def expected_fields(frame: bytes, verdict_name: str) -> dict:
     l4 = frame[ETH + 4 * ip.ihl : ETH + ip.len]
     if verdict_name == "ICMP_ECHO":
         out["icmp_csum"] = ICMP(l4).chksum
+        return out
+    if verdict_name == "ICMP_ERROR":  # the quoted segment, seen from the peer's side
+        quote = IP(l4[8:28])
+        sport, dport, seq = struct.unpack("!HHI", l4[28:36])
+        out.update(ip_src=_ip_int(quote.dst), tcp_sport=dport, tcp_dport=sport,
+                   tcp_seq=seq, tcp_flags=0, tcp_payload_len=0, icmp_type=l4[0],
+                   icmp_code=l4[1], icmp_mtu=int.from_bytes(l4[6:8], "big"))
         return out
     seg = TCP(l4)
     out.update(tcp_sport=seg.sport, tcp_dport=seg.dport, tcp_seq=seg.seq, tcp_ack=seg.ack,

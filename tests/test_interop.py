@@ -95,7 +95,7 @@ class EngineTrace:
         before, after = view.before.name.replace("_", "-"), view.after.name.replace("_", "-")
         if before != after:
             self.records.append((before, event_name(source, view.flags, bool(view.data),
-                                                    view.op), after))
+                                                    view.op, bool(view.icmp)), after))
 
     async def reached(self, state: str, timeout: float = 10) -> None:
         """Wait until the engine entered ``state``."""

@@ -35,6 +35,7 @@ def _event_names() -> set[str]:
     names = set()
     for flags, data in itertools.product(range(256), (False, True)):
         names.add(event_name("seg", flags, data, CommandOp.LISTEN))
+    names.add(event_name("seg", 0, False, CommandOp.LISTEN, icmp=True))
     for op in CommandOp:
         names.add(event_name("cmd", 0, False, op))
     for source in ("delivered", "written", "output", "timer"):

@@ -1,6 +1,6 @@
 """RX dispatch: each parsed frame to its handler, then its buffer words released."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,6 +20,7 @@ class RxDispatcher(wiring.Component):
     -----
     meta : In(stream)
     arp, icmp, tcp : Out(stream)
+        ``icmp``: echo requests; ``tcp``: segments and the ICMP errors about them.
     release, release_ptr : Out
         To :class:`FrameBuffer`.
     dropped : Out, reason : Out
@@ -42,10 +43,11 @@ class RxDispatcher(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         verdict = self.meta.p.verdict
-        for port, kind in ((self.arp, Verdict.ARP), (self.icmp, Verdict.ICMP_ECHO),
-                           (self.tcp, Verdict.TCP)):
-            m.d.comb += [port.p.eq(self.meta.p), port.valid.eq(self.meta.valid & (verdict == kind))]
-            with m.If(verdict == kind):
+        for port, kinds in ((self.arp, (Verdict.ARP,)), (self.icmp, (Verdict.ICMP_ECHO,)),
+                            (self.tcp, (Verdict.TCP, Verdict.ICMP_ERROR))):
+            mine = Cat(verdict == kind for kind in kinds).any()
+            m.d.comb += [port.p.eq(self.meta.p), port.valid.eq(self.meta.valid & mine)]
+            with m.If(mine):
                 m.d.comb += self.meta.ready.eq(port.ready)
         with m.If(verdict == Verdict.DROP):
             m.d.comb += [self.meta.ready.eq(1), self.dropped.eq(self.meta.valid)]

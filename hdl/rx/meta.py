@@ -2,6 +2,14 @@
 
 One :data:`RxMeta` leaves the parser per frame.  ``verdict`` says which handler gets it;
 a dropped frame carries the :class:`DropReason` that the counters record.
+
+An ICMP error about one of the engine's segments (``Verdict.ICMP_ERROR``) goes to the
+TCP engine like a segment: its ``ip_src``, ``tcp_sport``, ``tcp_dport`` and ``tcp_seq``
+are those of the quoted segment seen from the peer's side (the quoted destination
+address and port, our port, the quoted sequence number), so that the socket-pair lookup
+finds the connection that sent it (RFC 9293 MUST-54); ``tcp_flags`` and
+``tcp_payload_len`` are 0, and ``icmp_type``, ``icmp_code``, ``icmp_mtu`` (the next-hop
+MTU of a fragmentation-needed message, RFC 1191 s4) say what happened.
 """
 
 from amaranth.lib import data, enum
@@ -9,11 +17,12 @@ from amaranth.lib import data, enum
 __all__ = ["Verdict", "DropReason", "TcpOptions", "rx_meta_layout"]
 
 
-class Verdict(enum.IntEnum, shape=2):
+class Verdict(enum.IntEnum, shape=3):
     DROP = 0
     ARP = 1
     ICMP_ECHO = 2
     TCP = 3
+    ICMP_ERROR = 4  # destination unreachable, time exceeded, parameter problem: to TCP
 
 
 class DropReason(enum.IntEnum, shape=5):
@@ -35,9 +44,10 @@ class DropReason(enum.IntEnum, shape=5):
     IP_DST = 13  # not our address nor a broadcast address
     IP_SRC = 14  # broadcast, multicast, 0.0.0.0 or 127/8 source (RFC 1122 s3.2.1.3)
     IP_PROTO = 15  # neither ICMP nor TCP
-    ICMP_MALFORMED = 16  # shorter than the ICMP header
+    ICMP_MALFORMED = 16  # shorter than the ICMP header (an error: than 36 bytes)
     ICMP_CHECKSUM = 17
-    ICMP_IGNORED = 18  # not an echo request, or an echo request to a broadcast address
+    ICMP_IGNORED = 18  # neither an echo request nor an error TCP acts on (source quench,
+    #                    MUST-55, among them), or sent to a broadcast address
     TCP_MALFORMED = 19  # shorter than the fixed TCP header
     TCP_OFFSET = 20  # data offset < 5 or past the end of the segment
     TCP_CHECKSUM = 21
@@ -49,6 +59,9 @@ class DropReason(enum.IntEnum, shape=5):
     # RX_ER, runt, too long or RX overflow (hdl/mac, ``EthernetMac.rx_error``).  Checked
     # before every other reason; numbered last so the other reasons keep their values.
     MAC_ERROR = 26
+    # An ICMP error whose quoted datagram is not one this engine can have sent: not
+    # IPv4 with a 20-byte header, not TCP, not from our address, or a later fragment.
+    ICMP_QUOTE = 27
 
 
 TcpOptions = data.StructLayout({
@@ -82,6 +95,9 @@ def rx_meta_layout(buffer_ptr_bits: int) -> data.StructLayout:
         "ip_ecn": 2,  # the ECN field (RFC 3168 s5)
         "ip_csum": 16,
         "icmp_csum": 16,
+        "icmp_type": 8,
+        "icmp_code": 8,
+        "icmp_mtu": 16,
         "arp_oper": 16,
         "arp_sha": 48,
         "arp_spa": 32,

@@ -1,6 +1,6 @@
 """RX classification: Ethernet, ARP, IPv4, ICMP and TCP header checks on captured bytes."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,8 +35,13 @@ class RxParser(wiring.Component):
       padding trimmed), no fragments, destination our address or a broadcast address
       (a link-layer broadcast must carry an IP broadcast, RFC 1122 s3.3.6), source not
       broadcast, multicast, zero or loopback (s3.2.1.3), protocol ICMP or TCP.
-    - ICMP (RFC 792): header present, checksum, echo request to our unicast address
-      (RFC 1122 s3.2.2.6 lets a host ignore broadcast echo requests; this one does).
+    - ICMP (RFC 792): header present, checksum, to our unicast address (RFC 1122
+      s3.2.2.6 lets a host ignore broadcast echo requests; this one does); an echo
+      request, or an error TCP acts on (destination unreachable, time exceeded,
+      parameter problem; RFC 9293 MUST-54) that quotes at least 8 bytes of a TCP
+      segment this engine sent: IPv4 with a 20-byte header (the engine sends no IP
+      options), protocol TCP, our source address, no later fragment.  Anything else,
+      source quench among it (MUST-55), is ignored and counted.
     - TCP (RFC 9293 s3.1): unicast destination (MUST-57), fixed header present, data
       offset in range, checksum over the pseudo-header (MUST-2, MUST-3), legal options
       (MUST-7).
@@ -166,8 +171,17 @@ class RxParser(wiring.Component):
         to_broadcast = flag("to_broadcast", broadcast_ip)
         icmp_short = flag("icmp_short", l4_len < icmp.HEADER_BYTES)
         icmp_checksum = flag("icmp_checksum", icmp_sum != 0xFFFF)
-        icmp_not_echo = flag("icmp_not_echo", (l4[icmp.TYPE] != icmp.TYPE_ECHO_REQUEST)
-                             | (l4[icmp.CODE] != 0))
+        icmp_type = l4[icmp.TYPE]
+        icmp_echo = flag("icmp_echo", (icmp_type == icmp.TYPE_ECHO_REQUEST)
+                         & (l4[icmp.CODE] == 0))
+        icmp_error = flag("icmp_error", Cat(icmp_type == k for k in icmp.ERROR_TYPES).any())
+        icmp_error_short = flag("icmp_error_short", l4_len < icmp.ERROR_MIN_BYTES)
+        q = icmp.QUOTE_AT
+        quote_frag = l4_field(q + ipv4.FLAGS_FRAGMENT, 2)
+        quote_bad = flag("quote_bad", (l4[q + ipv4.VERSION_IHL] != 0x45)
+                         | (l4[q + ipv4.PROTOCOL] != ipv4.PROTO_TCP)
+                         | (l4_field(q + ipv4.SRC, 4) != self.ip_addr)
+                         | (quote_frag[:13] != 0))
         tcp_short = flag("tcp_short", l4_len < tcp.MIN_HEADER_BYTES)
         tcp_offset = flag("tcp_offset", (tcp_doff < 5) | ((tcp_doff << 2) > l4_len))
         tcp_checksum = flag("tcp_checksum", tcp_sum != 0xFFFF)
@@ -214,10 +228,18 @@ class RxParser(wiring.Component):
                 m.d.comb += reason.eq(DropReason.ICMP_MALFORMED)
             with m.Elif(icmp_checksum):
                 m.d.comb += reason.eq(DropReason.ICMP_CHECKSUM)
-            with m.Elif(icmp_not_echo | to_broadcast):
+            with m.Elif(to_broadcast):
                 m.d.comb += reason.eq(DropReason.ICMP_IGNORED)
-            with m.Else():
+            with m.Elif(icmp_echo):
                 m.d.comb += verdict.eq(Verdict.ICMP_ECHO)
+            with m.Elif(~icmp_error):
+                m.d.comb += reason.eq(DropReason.ICMP_IGNORED)
+            with m.Elif(icmp_error_short):
+                m.d.comb += reason.eq(DropReason.ICMP_MALFORMED)
+            with m.Elif(quote_bad):
+                m.d.comb += reason.eq(DropReason.ICMP_QUOTE)
+            with m.Else():
+                m.d.comb += verdict.eq(Verdict.ICMP_ERROR)
         with m.Elif(is_tcp):
             with m.If(to_broadcast):
                 m.d.comb += reason.eq(DropReason.TCP_BROADCAST)
@@ -305,17 +327,35 @@ class RxParser(wiring.Component):
                     meta.arp_sha.eq(field(a + arp.SHA, 6)),
                     meta.arp_spa.eq(field(a + arp.SPA, 4)),
                     meta.arp_tpa.eq(field(a + arp.TPA, 4)),
-                    meta.tcp_sport.eq(l4_field(tcp.SPORT, 2)),
-                    meta.tcp_dport.eq(l4_field(tcp.DPORT, 2)),
-                    meta.tcp_seq.eq(l4_field(tcp.SEQ, 4)),
                     meta.tcp_ack.eq(l4_field(tcp.ACK, 4)),
-                    meta.tcp_doff.eq(tcp_doff),
-                    meta.tcp_flags.eq(tcp_flags),
                     meta.tcp_window.eq(l4_field(tcp.WINDOW, 2)),
                     meta.tcp_urgent.eq(l4_field(tcp.URGENT, 2)),
-                    meta.tcp_payload_len.eq(l4_len - (tcp_doff << 2)),
                     meta.tcp_options.eq(0),
+                    meta.icmp_type.eq(icmp_type),
+                    meta.icmp_code.eq(l4[icmp.CODE]),
+                    meta.icmp_mtu.eq(l4_field(icmp.NEXT_HOP_MTU, 2)),
                 ]
+                with m.If(verdict == Verdict.ICMP_ERROR):
+                    # The quoted segment, as if its peer had sent it (hdl/rx/meta.py).
+                    qt = icmp.QUOTED_TCP_AT
+                    m.d.sync += [
+                        meta.ip_src.eq(l4_field(q + ipv4.DST, 4)),
+                        meta.tcp_sport.eq(l4_field(qt + tcp.DPORT, 2)),
+                        meta.tcp_dport.eq(l4_field(qt + tcp.SPORT, 2)),
+                        meta.tcp_seq.eq(l4_field(qt + tcp.SEQ, 4)),
+                        meta.tcp_doff.eq(5),
+                        meta.tcp_flags.eq(0),
+                        meta.tcp_payload_len.eq(0),
+                    ]
+                with m.Else():
+                    m.d.sync += [
+                        meta.tcp_sport.eq(l4_field(tcp.SPORT, 2)),
+                        meta.tcp_dport.eq(l4_field(tcp.DPORT, 2)),
+                        meta.tcp_seq.eq(l4_field(tcp.SEQ, 4)),
+                        meta.tcp_doff.eq(tcp_doff),
+                        meta.tcp_flags.eq(tcp_flags),
+                        meta.tcp_payload_len.eq(l4_len - (tcp_doff << 2)),
+                    ]
                 with m.If(options_started):
                     m.next = "OPTIONS"
                 with m.Else():

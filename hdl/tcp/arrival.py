@@ -6,6 +6,7 @@ Index of the RFC's steps and the engine's steps that carry them out:
 RFC 9293                               engine step
 =====================================  ==============================================
 socket pair lookup                     ``seg_lookup``, ``seg_lookup_wait``
+s3.9.2.2 ICMP errors                   ``icmp_check`` (:mod:`hdl.tcp.icmp_errors`)
 s3.10.7.1 CLOSED (no connection)       ``seg_no_conn`` -> ``seg_to_reset`` (TcpReset)
 s3.10.7.2 LISTEN                       ``seg_no_conn`` (first..fourth), then the
                                        passive open of :mod:`hdl.tcp.opening`
@@ -30,6 +31,7 @@ from amaranth.hdl import Const, Mux, Signal
 
 from ..host_if import ErrorCode, EventKind
 from ..proto import ipv4, tcp
+from ..rx.meta import Verdict
 from .conn_table import ConnTableOp
 from .event_context import TS_RECENT_MAX_AGE, TS_TICK_BITS, EventSlot
 from .keepalive import rearm
@@ -73,6 +75,9 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack):
             with m.If(lookup.response.p.found):
                 m.d.sync += e.cid.eq(lookup.response.p.conn_id)
                 m.next = "tcb_read"
+            with m.Elif(s.verdict == Verdict.ICMP_ERROR):
+                e.count("tcp_icmp_no_conn")  # never answered (RFC 1122 s3.2.2)
+                m.next = "emit"
             with m.Else():
                 m.next = "seg_no_conn"
 
@@ -124,7 +129,9 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack):
             e.seg_wnd.eq(s.tcp_window << t.snd_shift),
             e.ack_floor.eq(t.snd_una - (Const(0xFFFF, 16) << t.snd_shift)),
         ]
-        with m.If(t.state == S.SYN_SENT):
+        with m.If(s.verdict == Verdict.ICMP_ERROR):
+            m.next = "icmp_check"  # hdl/tcp/icmp_errors.py
+        with m.Elif(t.state == S.SYN_SENT):
             m.next = "seg_in_syn_sent"
         with m.Elif(t.state == S.CLOSED):
             # A stale table entry cannot exist (CLOSED deletes it); answer as for no
@@ -166,7 +173,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack):
                     e.enqueue()
                 with m.Else():
                     e.set_state(S.ESTABLISHED, S.SYN_SENT, "s3.10.7.3 fourth: SYN-ACK")
-                m.d.sync += [t.snd_una.eq(s.tcp_ack), t.timer_on.eq(0), t.backoff.eq(0)]
+                m.d.sync += [t.snd_una.eq(s.tcp_ack), t.timer_on.eq(0), t.backoff.eq(0),
+                             t.icmp_reported.eq(0)]
                 e.syn_rto_floor()
                 e.send_ack()
                 e.event(EventSlot.OPEN, EventKind.ESTABLISHED)
@@ -320,7 +328,8 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack):
                 data_from = Mux(seq_lt(t.snd_una, t.iss + 1), t.iss + 1, t.snd_una)[:32]
                 data_to = Mux(seq_lt(t.snd_end, ack), t.snd_end, ack)
                 acked = seq_diff(data_to, data_from)
-                m.d.sync += [t.snd_una.eq(ack), t.backoff.eq(0), e.do_limit.eq(1)]
+                m.d.sync += [t.snd_una.eq(ack), t.backoff.eq(0), e.do_limit.eq(1),
+                             t.icmp_reported.eq(0)]
                 with m.If(~acked[31] & (acked != 0)):
                     e.event(EventSlot.ACKED, EventKind.ACKED, value=acked)
                 with m.If(seq_lt(t.snd_nxt, ack)):

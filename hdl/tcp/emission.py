@@ -14,6 +14,7 @@ from amaranth.hdl import Cat, Mux, Signal
 
 from ..host_if import EventKind
 from ..proto import ipv4, tcp
+from ..rx.meta import Verdict
 from .conn_table import ConnTableOp
 from .event_context import EventSlot, EventSource
 from .seq import seq_diff, seq_lt, seq_min
@@ -185,6 +186,8 @@ def add_emission_steps(e, lookup, ids, output_queue, engine):
             engine.trace.flags.eq(s.tcp_flags),
             engine.trace.data.eq(s.tcp_payload_len != 0),
             engine.trace.op.eq(e.c.op),
+            engine.trace.icmp.eq((e.src == EventSource.SEGMENT)
+                                 & (s.verdict == Verdict.ICMP_ERROR)),
         ]
         with m.If(e.do_limit & e.write_tcb):
             m.d.comb += [

@@ -18,7 +18,9 @@ source starves another:
   host (s3.10.3 RECEIVE): :mod:`hdl.tcp.user_calls`;
 - the output queue, a connection that may have something to send (data, FIN, a window
   update): :mod:`hdl.tcp.output`;
-- the timer scan, each connection in turn (s3.10.8): :mod:`hdl.tcp.timers`.
+- the timer scan, each connection in turn (s3.10.8): :mod:`hdl.tcp.timers`;
+- an ICMP error about a connection's segments (s3.9.2.2), which comes in with the
+  segments and is looked up as one: :mod:`hdl.tcp.icmp_errors`.
 
 This module holds the ports, the blocks and the TCB memory, picks the next event and
 loads its TCB; :mod:`hdl.tcp.emission` is the common tail.  Every step shares the
@@ -48,6 +50,7 @@ from .event_context import (
     EventSource,
     trace_layout,
 )
+from .icmp_errors import add_icmp_error_steps
 from .isn import IsnGenerator
 from .listeners import ListenerTable
 from .opening import add_opening_steps
@@ -341,6 +344,7 @@ class TcpEngine(wiring.Component):
             add_emission_steps(e, lookup, ids, oq, self)
             add_recovery_steps(e, cc)
             add_scoreboard_steps(e)
+            add_icmp_error_steps(e, listeners)
 
         self.transitions = e.transitions  # for the test against hdl/tcp/states.py
         m.d.comb += self.limit_addr.eq(Mux(fsm.ongoing("clear_tcbs"), scan, e.cid))

@@ -95,6 +95,12 @@ ENGINE_COUNTERS = [
     "tcp_cookies_invalid",  # ACKs to a listener with no valid cookie (answered by RST)
     "tcp_cookie_overflows",  # valid cookies dropped: accept queue full or no free id
     "tcp_oow_limited",  # challenge or out-of-window ACKs not sent: per-connection limit
+    # ICMP errors about our segments (hdl/tcp/icmp_errors.py).
+    "tcp_icmp_no_conn",  # for no connection: dropped
+    "tcp_icmp_bad_seq",  # quoting a sequence number not in flight (RFC 5927 s4.1): dropped
+    "tcp_icmp_soft",  # soft errors (and hard ones in synchronized states): reported
+    "tcp_icmp_aborts",  # hard errors that ended an opening connection (SHLD-26)
+    "tcp_icmp_pmtu",  # fragmentation needed that lowered SND.MSS (RFC 1191)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -107,6 +113,7 @@ trace_layout = data.StructLayout({
     "flags": 8,
     "data": 1,
     "op": CommandOp,
+    "icmp": 1,  # the segment event was an ICMP error (hdl/tcp/icmp_errors.py)
 })
 
 _event_slot_layout = data.StructLayout({"on": 1, "kind": EventKind, "code": ErrorCode,
@@ -453,6 +460,7 @@ class EventContext:
             t.rexmit.eq(0), t.retransmits.eq(0), t.cc_algo.eq(0), t.cc_state.eq(0),
             t.sb.eq(0), t.high_rxt.eq(0), t.rexmit_dup.eq(0),
             t.oow_sent.eq(0), t.ttl.eq(self.cfg.ip_ttl), t.dscp.eq(self.cfg.ip_dscp),
+            t.icmp_reported.eq(0),
         ]
         self.offer_options()
 

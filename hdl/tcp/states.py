@@ -22,6 +22,7 @@ Events are named as the engine's ``trace`` port reports them
 - ``written``: the TX writer's report of host bytes, which can carry the end of the
   stream in band (a CLOSE);
 - ``timeout``: the connection's timer (TIME-WAIT, or R2 of the retransmission timer);
+- ``ICMP``: an ICMP error about the connection's segments (s3.9.2.2);
 - ``delivered``, ``output``: bytes handed to the host, a turn of the output queue (these
   never change the state).
 
@@ -61,7 +62,7 @@ SEGMENT_EVENTS = ("RST", "SYN", "SYN-ACK", "FIN", "data", "ACK", "no-ACK")
 #: Every event name the engine's trace can report (see the module docstring).
 EVENTS = SEGMENT_EVENTS + ("LISTEN", "UNLISTEN", "CONNECT", "CLOSE", "ABORT", "ACCEPT",
                            "CREDIT", "SET_OPTION", "GET_INFO", "NOP", "written", "timeout",
-                           "delivered", "output")
+                           "ICMP", "delivered", "output")
 
 S = TcpState
 #: The synchronized states (RFC 9293 s3.5: every state after the handshake).
@@ -140,6 +141,8 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
        "RST with an acceptable ACK: connection refused", required=True),
     _t(S.SYN_SENT, "ABORT", S.CLOSED, "s3.10.5 ABORT in SYN-SENT"),
     _t(S.SYN_SENT, "timeout", S.CLOSED, f"{_R2} (SYN)", "the SYN's R2", required=True),
+    _t(S.SYN_SENT, "ICMP", S.CLOSED, "s3.9.2.2 SHLD-26, RFC 1122 s4.2.3.9",
+       "protocol or port unreachable quoting our SYN: the open fails (RESET, UNREACHABLE)"),
     # --- SYN-RECEIVED ----------------------------------------------------------------------
     *_on_ack(S.SYN_RECEIVED, S.ESTABLISHED, "s3.10.7.4 fifth, figure 5",
              "the ACK of our SYN", figure=True),
@@ -165,6 +168,8 @@ TRANSITIONS: tuple[TcpTransition, ...] = (
     _t(S.SYN_RECEIVED, "ABORT", S.CLOSED, "s3.10.5 ABORT in SYN-RECEIVED", "RST sent"),
     _t(S.SYN_RECEIVED, "timeout", S.CLOSED, f"{_R2} (SYN)", "the SYN-ACK's R2",
        required=True),
+    _t(S.SYN_RECEIVED, "ICMP", S.CLOSED, "s3.9.2.2 SHLD-26",
+       "protocol or port unreachable quoting the SYN-ACK of a passive open: back to LISTEN"),
     # --- ESTABLISHED -------------------------------------------------------------------------
     _t(S.ESTABLISHED, "CLOSE", S.FIN_WAIT_1, "s3.10.4 CLOSE in ESTABLISHED, figure 5",
        "FIN queued after the data", figure=True),

@@ -103,6 +103,9 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         # valid with ``oow_sent``.
         "oow_at": 24,
         "oow_sent": 1,
+        # An ICMP_ERROR event went to the host since SND.UNA last advanced
+        # (hdl/tcp/icmp_errors.py).
+        "icmp_reported": 1,
         # IPv4 TTL and DSCP of the connection's segments (MUST-48, MUST-49).
         "ttl": 8,
         "dscp": 6,

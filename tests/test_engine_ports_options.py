@@ -294,8 +294,9 @@ def test_duplicates_reported_in_dsack_blocks(sack):
     """RFC 2883 s4: the ACK of a duplicate segment reports the duplicate text in its
     first SACK block: text wholly below RCV.NXT (s4.1.1), the part of a segment below
     RCV.NXT (the rest is new; ACKed at once, not delayed), text already held out of
-    order (s4.1.2, followed by the range that holds it).  Without SACK agreed, no
-    blocks (RFC 2018 s2)."""
+    order (s4.1.2, followed by the range that holds it), the part of a segment that
+    was held (the rest extends the range).  Without SACK agreed, no blocks (RFC 2018
+    s2)."""
     config = BENCH_CONFIG.replace(ack_delay_us=40_000)
 
     async def body(b):
@@ -317,7 +318,8 @@ def test_duplicates_reported_in_dsack_blocks(sack):
         assert await text(300, 50) == (150, expect([(300, 350)]))  # held
         assert await text(310, 20) == (150, expect([(310, 330), (300, 350)]))
         assert await text(150, 10) == (160, expect([(300, 350)]))  # nothing old
-        assert b.counters["tcp_dsack_acks"] == (3 if sack else 0)
+        assert await text(340, 20) == (160, expect([(340, 350), (300, 360)]))  # half held
+        assert b.counters["tcp_dsack_acks"] == (4 if sack else 0)
     run(body, config)
 
 

@@ -194,6 +194,10 @@ def add_text_steps(e, fin_acked_steps):
                     m.d.sync += t.sack_rank[i].eq(0)
                 with m.Elif(t.sack_rank[i] < touched_rank):
                     m.d.sync += t.sack_rank[i].eq(t.sack_rank[i] + 1)
+        with m.If(r.text & (r.run != 0) & r.first & r.left.any() & (r.a != e.data_seq)):
+            # RFC 2883 s4: the segment's first bytes were held already (the run starts
+            # past them): they are reported as duplicate, the rest is stored.
+            e.report_duplicate(e.data_seq, r.a)
         with m.If(r.text):
             e.send_ack()  # at once (RFC 5681 s4.2), also for a duplicate or no room
             with m.If(r.run == 0):

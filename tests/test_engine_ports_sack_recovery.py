@@ -149,3 +149,49 @@ def test_timeout_clears_the_scoreboard():
         await b.settle()
         assert _ranges(b, c) == []
     run(body, CC)
+
+
+def test_sack_blocks_start_recovery_before_the_third_duplicate():
+    """RFC 6675 s5 with s4 IsLost: segment 1 is lost and the peer's duplicate ACKs for
+    2, 3 and 4 are lost too; the one that arrives SACKs segments 2-5, more than
+    (DupThresh - 1) * SMSS beyond SND.UNA, so segment 1 goes again at once, on the
+    first duplicate ACK.  Three discontiguous SACKed ranges do the same with fewer
+    bytes."""
+    async def body(b):
+        c = await _window(b)
+        b.send(c.peer, "A", ack=_seq(c, 1))
+        await b.burst()
+        b.send(c.peer, "A", ack=_seq(c, 1), sack=[(_seq(c, 2), _seq(c, 6))])
+        resent = [s for s in await b.burst() if s.seq == _seq(c, 1)]
+        assert len(resent) == 1 and resent[0].len == SMSS
+        tcb = b.tcb(c.id)
+        assert (tcb["in_recovery"], b.counters["tcp_fast_retransmits"]) == (1, 1)
+    run(body, CC)
+
+    async def ranges(b):
+        c = await _window(b)
+        b.send(c.peer, "A", ack=_seq(c, 0))
+        await b.burst()
+        half = SMSS // 2
+        b.send(c.peer, "A", ack=_seq(c, 0), sack=[(_seq(c, k), _seq(c, k) + half)
+                                                  for k in (2, 4, 6)])
+        resent = [s for s in await b.burst() if s.seq == _seq(c, 0)]
+        assert len(resent) == 1
+        assert b.counters["tcp_fast_retransmits"] == 1
+    run(ranges, CC)
+
+
+def test_two_sacked_segments_are_not_yet_a_loss():
+    """RFC 6675 s4: exactly (DupThresh - 1) * SMSS SACKed in one range is not more than
+    it: the first duplicate ACK only lets one new segment go (limited transmit, RFC
+    3042), no retransmission."""
+    async def body(b):
+        c = await _window(b)
+        b.send(c.peer, "A", ack=_seq(c, 1))
+        await b.burst()
+        b.send(c.peer, "A", ack=_seq(c, 1), sack=[(_seq(c, 2), _seq(c, 4))])
+        out = await b.burst()
+        assert [s.seq for s in out] == [_seq(c, 21)]  # one new segment (20 went
+        #                                               with the ACK of segment 0)
+        assert (b.tcb(c.id)["in_recovery"], b.counters["tcp_fast_retransmits"]) == (0, 0)
+    run(body, CC)

@@ -293,6 +293,7 @@ class TcpEngine(wiring.Component):
                     e.do_take.eq(0), e.write_tcb.eq(0), e.ev_listen.eq(0),
                     e.trace_listen.eq(0), e.emitted.eq(0), e.dsack.on.eq(0),
                     e.cc.on.eq(0), e.cookie_syn.eq(0), e.cookie_open.eq(0),
+                    e.sb.check_lost.eq(0),
                 ] + [slot.on.eq(0) for slot in e.ev]
                 with m.If(pick_any):
                     m.d.sync += [e.src.eq(pick), last_src.eq(pick)]

@@ -9,8 +9,10 @@ steps of the segment or the retransmission of the timeout.
 
 Duplicate ACKs (RFC 5681 s2): data outstanding, no text, neither SYN nor FIN, SEG.ACK =
 SND.UNA and the same window.  The first two each let one new segment beyond cwnd go
-(limited transmit: :mod:`hdl.tcp.output` adds ``dupacks`` * SMSS to cwnd); the third
-starts fast retransmit if SEG.ACK is beyond ``recover`` (RFC 6582 s3.2 step 1):
+(limited transmit: :mod:`hdl.tcp.output` adds ``dupacks`` * SMSS to cwnd); the third,
+or with SACK an earlier one whose blocks make IsLost(SND.UNA) true (RFC 6675 s5, step
+``sack_lost``), starts fast retransmit if SEG.ACK is beyond ``recover`` (RFC 6582 s3.2
+step 1):
 ``recover`` = SND.MAX, the segment at SND.UNA is sent again by the output routine
 (``rexmit``), and recovery lasts until an ACK covers ``recover``.  In recovery a
 partial ACK sends the next segment at SND.UNA again at once (RFC 6582 s3.2 step 5).  A
@@ -22,6 +24,7 @@ from amaranth.hdl import Signal
 from . import scoreboard
 from .congestion import CcEvent
 from .event_context import EventSource
+from .scoreboard import DUP_THRESH
 from .seq import seq_diff, seq_lt
 
 __all__ = ["CongestionRegisters", "add_recovery_steps", "classify_ack", "on_timeout",
@@ -63,6 +66,18 @@ def on_timeout(e):
                    t.rexmit.eq(0), t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una)]
     scoreboard.clear(e)
     _raise(e, CcEvent.RTO, flight=seq_diff(t.snd_max, t.snd_una), repeat=t.backoff != 0)
+
+
+def _fast_retransmit(e):
+    """Fast retransmit and the start of recovery (RFC 5681 s3.2 steps 2-3, RFC 6582
+    s3.2 step 2, RFC 6675 s5 (1)-(3)): the segment at SND.UNA goes again."""
+    m, t = e.m, e.t
+    m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1),
+                 t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una),
+                 t.retransmits.eq(t.retransmits + 1), t.dupacks.eq(DUP_THRESH)]
+    e.count("tcp_fast_retransmits")
+    e.enqueue()
+    _raise(e, CcEvent.LOSS, flight=seq_diff(t.snd_max, t.snd_una))
 
 
 def classify_ack(e, ack, new_data):
@@ -109,23 +124,28 @@ def classify_ack(e, ack, new_data):
         with m.Elif(duplicate):
             with m.If(t.dupacks != 3):
                 m.d.sync += t.dupacks.eq(t.dupacks + 1)
-            with m.If((t.dupacks == 2) & seq_lt(t.recover, ack)):
+            with m.If((t.dupacks == DUP_THRESH - 1) & seq_lt(t.recover, ack)):
                 # The third: fast retransmit (RFC 5681 s3.2 steps 2-3).
-                m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1),
-                             t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una),
-                             t.retransmits.eq(t.retransmits + 1)]
-                e.count("tcp_fast_retransmits")
-                e.enqueue()
-                _raise(e, CcEvent.LOSS, flight=seq_diff(t.snd_max, t.snd_una))
+                _fast_retransmit(e)
             with m.Elif(echo):
                 ecn_reduce()
-            with m.Elif(t.dupacks < 2):
+            with m.Elif(t.dupacks < DUP_THRESH - 1):
                 e.enqueue()  # limited transmit (RFC 3042)
+                with m.If(t.sack_ok & seq_lt(t.recover, ack)):
+                    # RFC 6675 s5: its SACK blocks may say SND.UNA is lost already.
+                    m.d.sync += e.sb.check_lost.eq(1)
 
 
 def add_recovery_steps(e, cc):
     """``cwnd_update`` and ``cwnd_wait`` (``cc``: the CongestionControl)."""
     m, t = e.m, e.t
+
+    with m.State("sack_lost"):
+        # After the SACK blocks of an early duplicate ACK: IsLost(SND.UNA) (RFC 6675
+        # s5; hdl/tcp/scoreboard.py) starts recovery without waiting for the third.
+        m.next = "seg_text"
+        with m.If(e.sb.lost):
+            _fast_retransmit(e)
 
     with m.State("cwnd_update"):
         req = cc.request

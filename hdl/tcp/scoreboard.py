@@ -13,6 +13,10 @@ what this recovery has resent.
   touches, or takes a free place.  A D-SACK block (RFC 2883, below SND.UNA or inside a
   held range) changes nothing.  A block with no place is left out and counted in
   ``tcp_sack_dropped``: the scoreboard may know less than the peer holds, never more.
+- **Entering recovery** (RFC 6675 s5): on the third duplicate ACK, or on an earlier
+  one after whose SACK blocks IsLost(SND.UNA) holds (:func:`is_lost`: three ranges, or
+  more than two SMSS SACKed), so that a lost ACK or a peer that delays its duplicate
+  ACKs does not hold the retransmission back (step ``sack_lost``).
 - **The next hole** (RFC 6675 s4 NextSeg rule 1, steps ``output_hole`` and
   ``output_measure``): from max(HighRxt, SND.UNA), past the range that covers it, up
   to the next range's start.  Only a hole below a SACKed range is resent (a range
@@ -31,7 +35,10 @@ from amaranth.hdl import Cat, Mux, Signal
 from .seq import seq_le, seq_lt
 
 __all__ = ["ScoreboardRegisters", "add_scoreboard_steps", "begin_merge", "clear",
-           "hole_from", "hole_end", "resent"]
+           "hole_from", "hole_end", "resent", "is_lost", "DUP_THRESH"]
+
+#: RFC 5681 s3.2 and RFC 6675 s2: duplicate ACKs (or SACKed segments) that mean a loss.
+DUP_THRESH = 3
 
 
 class ScoreboardRegisters:
@@ -46,6 +53,22 @@ class ScoreboardRegisters:
         self.left = Signal(32)
         self.right = Signal(32)
         self.overlaps = Signal(config.sack_ranges)
+        # A duplicate ACK that did not start recovery by its count: after the merge,
+        # check IsLost(SND.UNA) (``lost``; RFC 6675 s5).
+        self.check_lost = Signal()
+        self.lost = Signal()
+
+
+def is_lost(e):
+    """RFC 6675 s4 IsLost(SND.UNA) from the scoreboard: DupThresh discontiguous SACKed
+    ranges, or more than (DupThresh - 1) * SMSS bytes SACKed.  The ranges lie in
+    SND.UNA..SND.MAX, within the TX ring: their sizes are short differences."""
+    t, n = e.t, e.cfg.sack_ranges
+    bits = e.cfg.tx_ring_bytes.bit_length() + 1
+    sizes = [Mux(t.sb[i].valid, (t.sb[i].end - t.sb[i].start)[:bits], 0) for i in range(n)]
+    sacked = sum(sizes[1:], sizes[0])
+    ranges = sum((t.sb[i].valid for i in range(1, n)), t.sb[0].valid.as_unsigned())
+    return (sacked > (DUP_THRESH - 1) * t.snd_mss) | (ranges >= DUP_THRESH)
 
 
 def clear(e):
@@ -87,6 +110,9 @@ def add_scoreboard_steps(e):
                 m.next = "rtt_sample"
             with m.Elif(e.cc.on):
                 m.next = "cwnd_update"
+            with m.Elif(sb.check_lost):
+                m.d.sync += sb.lost.eq(is_lost(e))
+                m.next = "sack_lost"  # hdl/tcp/recovery.py
         with m.Else():
             # The block, and which ranges it overlaps or touches (registered).
             blk = blocks[sb.block]

@@ -7,9 +7,12 @@ host interface); run through tests/test_tcp.py with its scaled-down timers.
 
 import cocotb
 from cocotb_tcp import _ip, check_ack, start
-from scapy.layers.inet import TCP
+from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 
 from toe.hdl.host_if import CommandOp, ErrorCode, EventKind
+from toe.sim.peer import tcp_payload
 from toe.sim.tcp_peer import ScriptedPeer, flags_of
 
 
@@ -196,4 +199,102 @@ async def test_port_zero_and_local_addresses_refused(dut):
         assert event.kind == EventKind.ERROR and event.code == code, (op, fields, event)
     await b.expect_no_tcp(200)
     assert len(b.tb.sent) == sent_before, "a refused command sent a frame (ARP or SYN)"
+    await b.finish()
+
+
+def _icmp_error(peer: ScriptedPeer, about, kind: int, code: int, mtu: int = 0):
+    """The ICMP error a router between the engine and ``peer`` sends about the engine's
+    segment ``about`` (RFC 792: the IPv4 header and the first 8 bytes of TCP)."""
+    quote = bytes(about[IP])[:28]
+    return (Ether(src=peer.mac, dst=about[Ether].src)
+            / IP(src="10.0.0.254", dst=about[IP].src)
+            / ICMP(type=kind, code=code, nexthopmtu=mtu) / Raw(quote))
+
+
+@cocotb.test()
+async def test_icmp_port_unreachable_ends_connect(dut):
+    """RFC 9293 SHLD-26 on the wire: a port unreachable from a router, quoting the SYN,
+    ends the active open (RESET, code UNREACHABLE, value type 3 << 8 | code 3) and the
+    SYN is not sent again; the frame counts in ``rx_icmp_errors``."""
+    b = await start(dut)
+    peer = ScriptedPeer(b.config, port=8080, isn=5000)
+    conn, syn = await b.connect(peer)
+    b.tb.send(_icmp_error(peer, syn, 3, 3))
+    ev = await b.host.event(EventKind.RESET, conn=conn)
+    assert (ev.code, ev.value) == (ErrorCode.UNREACHABLE, 3 << 8 | 3)
+    await b.expect_no_tcp(3 * b.config.rto_initial_us)
+    counters = await b.counters()
+    assert (counters["rx_icmp_errors"], counters["tcp_icmp_aborts"]) == (1, 1)
+    await b.finish()
+
+
+@cocotb.test()
+async def test_icmp_fragmentation_needed_shrinks_segments(dut):
+    """RFC 1191 on the wire: the first 1460-byte segment meets a link of MTU 1000; the
+    router's fragmentation needed makes the engine send the same bytes again at once in
+    datagrams of 1000 bytes (SND.MSS 960), DF still set, and every byte arrives."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config, port=40000, engine_port=80, isn=8000)
+    conn, synack = await b.accept(peer)
+    data = bytes(range(256)) * 8
+    b.host.write(conn, data)
+    big = await b.recv_tcp()
+    assert len(tcp_payload(big)) == 1460 and big[IP].flags.DF
+    b.tb.send(_icmp_error(peer, big, 3, 4, mtu=1000))
+    again = await b.recv_tcp()
+    assert (again[TCP].seq, len(tcp_payload(again))) == (big[TCP].seq, 960)
+    assert again[IP].len == 1000 and again[IP].flags.DF
+    got = tcp_payload(again)
+    while len(got) < len(data):
+        peer.take(again)
+        b.tb.send(peer.segment("A"))
+        again = await b.recv_tcp()
+        if again[TCP].seq == (big[TCP].seq + len(got)) % 2**32:
+            assert again[IP].len <= 1000
+            got += tcp_payload(again)
+    assert got == data
+    assert (await b.counters())["tcp_icmp_pmtu"] == 1
+    await b.finish()
+
+
+@cocotb.test()
+async def test_icmp_errors_never_end_an_established_connection(dut):
+    """RFC 9293 MUST-56, SHLD-25 and RFC 5927 s4.1 on the wire, every type and code: on
+    an established connection with data in flight, destination unreachable of every
+    code but 4 (protocol and port unreachable included: RFC 5461 s4.1), time exceeded,
+    parameter problem and source quench quoting the data are never acted on beyond one
+    ICMP_ERROR event (source quench not even that, MUST-55); the same errors quoting a
+    sequence number outside the data in flight are dropped and counted; the connection
+    then moves data both ways."""
+    b = await start(dut)
+    await b.listen(80)
+    peer = ScriptedPeer(b.config, port=40001, engine_port=80, isn=3000)
+    conn, _ = await b.accept(peer)
+    since = len(b.host.events)
+    b.host.write(conn, b"x" * 100)
+    data = await b.recv_tcp()
+    errors = [(3, code) for code in range(16) if code != 4] + [(11, 0), (11, 1), (12, 0)]
+    for kind, code in errors + [(4, 0)]:
+        b.tb.send(_icmp_error(peer, data, kind, code))
+        stale = data.copy()
+        stale[TCP].seq = (data[TCP].seq - 1) % 2**32
+        b.tb.send(_icmp_error(peer, stale, kind, code))
+    await b.expect_no_tcp(100)  # nothing answers an ICMP error
+    counters = await b.counters()
+    assert counters["tcp_icmp_soft"] == len(errors)
+    assert counters["tcp_icmp_bad_seq"] == len(errors)
+    assert (counters["drop_icmp_ignored"], counters["tcp_icmp_aborts"]) == (2, 0)
+    reports = [e for e in b.host.events[since:] if e.kind == EventKind.ICMP_ERROR]
+    assert [(e.conn, e.value) for e in reports] == [(conn, 3 << 8 | 0)]
+    peer.take(data)
+    b.tb.send(peer.segment("PA", b"reply"))
+    ack = await b.recv_tcp()
+    while ack[TCP].ack != peer.snd_nxt:  # a retransmission of the data sent before
+        ack = await b.recv_tcp()
+    check_ack(ack, peer)
+    assert await b.host.bytes_received(conn, 5) == b"reply"
+    b.host.write(conn, b"more")
+    more = await b.recv_tcp()
+    assert tcp_payload(more) == b"more"
     await b.finish()

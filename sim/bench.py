@@ -1,7 +1,8 @@
 """The benchmark command: cycle-count measurements in simulation, and synthesis.
 
 ``toe bench`` (``make bench``) runs :mod:`sim.bench_cocotb` (the datapath) at each width,
-:mod:`sim.bench_tcp` (connections) at width 8 and, unless told not to, the ECP5 synthesis
+:mod:`sim.bench_tcp` (connections) and :mod:`sim.bench_syn_flood` (SYNs at line rate) at
+width 8 and, unless told not to, the ECP5 synthesis
 of :mod:`boards.synth` of the whole engine with 64 connections at width 8, and writes one
 JSON file.
 """
@@ -44,6 +45,9 @@ def run_benchmarks(widths=(1, 8), synth: bool = True) -> dict:
     results["tcp"] = json.loads((run.artifacts / "bench_tcp.json").read_text())
     results["tcp"]["config"] = {"connections": 32, "tx_ring_bytes": 65536,
                                 "rx_ring_bytes": 65536}
+    run = run_cocotb(ToeTop, tcp_config, "toe_core", "toe.sim.bench_syn_flood",
+                     "bench_syn_flood", artifacts="bench-syn-flood-w8")
+    results["syn_flood"] = json.loads((run.artifacts / "bench_syn_flood.json").read_text())
     if synth:
         from pathlib import Path
 

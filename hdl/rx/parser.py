@@ -1,6 +1,6 @@
 """RX classification: Ethernet, ARP, IPv4, ICMP and TCP header checks on captured bytes."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -315,7 +315,6 @@ class RxParser(wiring.Component):
                     meta.buf_end.eq(self.buf_end),
                     meta.frame_len.eq(flen),
                     meta.eth_src.eq(field(ethernet.SRC, 6)),
-                    meta.ip_src.eq(ip_src),
                     meta.ip_dst.eq(ip_dst),
                     meta.ip_ihl.eq(ihl),
                     meta.ip_len.eq(ip_len),
@@ -335,27 +334,20 @@ class RxParser(wiring.Component):
                     meta.icmp_code.eq(l4[icmp.CODE]),
                     meta.icmp_mtu.eq(l4_field(icmp.NEXT_HOP_MTU, 2)),
                 ]
-                with m.If(verdict == Verdict.ICMP_ERROR):
-                    # The quoted segment, as if its peer had sent it (hdl/rx/meta.py).
-                    qt = icmp.QUOTED_TCP_AT
-                    m.d.sync += [
-                        meta.ip_src.eq(l4_field(q + ipv4.DST, 4)),
-                        meta.tcp_sport.eq(l4_field(qt + tcp.DPORT, 2)),
-                        meta.tcp_dport.eq(l4_field(qt + tcp.SPORT, 2)),
-                        meta.tcp_seq.eq(l4_field(qt + tcp.SEQ, 4)),
-                        meta.tcp_doff.eq(5),
-                        meta.tcp_flags.eq(0),
-                        meta.tcp_payload_len.eq(0),
-                    ]
-                with m.Else():
-                    m.d.sync += [
-                        meta.tcp_sport.eq(l4_field(tcp.SPORT, 2)),
-                        meta.tcp_dport.eq(l4_field(tcp.DPORT, 2)),
-                        meta.tcp_seq.eq(l4_field(tcp.SEQ, 4)),
-                        meta.tcp_doff.eq(tcp_doff),
-                        meta.tcp_flags.eq(tcp_flags),
-                        meta.tcp_payload_len.eq(l4_len - (tcp_doff << 2)),
-                    ]
+                # An ICMP error carries the quoted segment, as if its peer had sent it
+                # (hdl/rx/meta.py); a segment its own fields.
+                quoted = verdict == Verdict.ICMP_ERROR
+                qt = icmp.QUOTED_TCP_AT
+                for name, own, quote in (
+                    ("ip_src", ip_src, l4_field(q + ipv4.DST, 4)),
+                    ("tcp_sport", l4_field(tcp.SPORT, 2), l4_field(qt + tcp.DPORT, 2)),
+                    ("tcp_dport", l4_field(tcp.DPORT, 2), l4_field(qt + tcp.SPORT, 2)),
+                    ("tcp_seq", l4_field(tcp.SEQ, 4), l4_field(qt + tcp.SEQ, 4)),
+                    ("tcp_doff", tcp_doff, 5),
+                    ("tcp_flags", tcp_flags, 0),
+                    ("tcp_payload_len", l4_len - (tcp_doff << 2), 0),
+                ):
+                    m.d.sync += getattr(meta, name).eq(Mux(quoted, quote, own))
                 with m.If(options_started):
                     m.next = "OPTIONS"
                 with m.Else():

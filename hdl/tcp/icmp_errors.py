@@ -29,7 +29,7 @@ so the ordinary socket-pair lookup finds the connection (MUST-54).  Then:
   Source quench never gets here (MUST-55: the parser drops it).
 """
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Cat, Mux
 
 from ..host_if import ErrorCode, EventKind
 from ..proto import icmp, ipv4, tcp
@@ -51,8 +51,7 @@ def add_icmp_error_steps(e, listeners):
     kind = s.icmp_type
     unreachable = kind == icmp.TYPE_DEST_UNREACHABLE
     frag_needed = unreachable & (s.icmp_code == icmp.CODE_FRAG_NEEDED)
-    hard = unreachable & ((s.icmp_code == icmp.CODE_PROTOCOL_UNREACHABLE)
-                          | (s.icmp_code == icmp.CODE_PORT_UNREACHABLE))
+    hard = unreachable & Cat(s.icmp_code == code for code in icmp.HARD_CODES).any()
     half_open = (t.state == S.SYN_RECEIVED) & t.passive
     # The event's value: type << 8 | code, and the reported MTU in the top half.
     report = s.icmp_mtu << 16 | kind << 8 | s.icmp_code

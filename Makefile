@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench bench-vnic bench-impaired sim synth soak state-diagram clean
+.PHONY: setup demo test test-all lint bench bench-vnic bench-impaired bench-flood sim synth soak state-diagram clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ bench-vnic: $(STAMP)
 
 bench-impaired: $(STAMP)
 	$(VENV)/bin/toe bench-impaired --out build/bench-impaired.json
+
+bench-flood: $(STAMP)
+	$(VENV)/bin/toe bench-flood --out build/bench-flood.json
 
 sim: $(STAMP)
 	$(VENV)/bin/toe sim

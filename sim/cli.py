@@ -98,6 +98,20 @@ def _bench_impaired(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_flood(args: argparse.Namespace) -> int:
+    from toe.sim.bench_flood import run_flood_benchmarks
+    from toe.sim.vnic import can_run_vnic
+
+    why_not = can_run_vnic()
+    if why_not:
+        print(f"toe bench-flood: {why_not}", file=sys.stderr)
+        return 1
+    results = run_flood_benchmarks(size_mib=args.mib, clients=args.clients,
+                                   window=args.window)
+    _write_results(results, args.out)
+    return 0
+
+
 def _cwnd_trace(args: argparse.Namespace) -> int:
     from toe.sim.cwnd_trace import trace_cwnd, write_trace
     from toe.sim.vnic import can_run_vnic
@@ -215,6 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     impaired.add_argument("--out", default="build/bench-impaired.json")
     impaired.add_argument("--mib", type=int, default=16, help="bulk size each way (MiB)")
     impaired.set_defaults(func=_bench_impaired)
+
+    flood = sub.add_parser("bench-flood", help="virtual NIC against Linux under a spoofed "
+                           "SYN flood: connects, goodput, TAP drops, cookies (needs root)")
+    flood.add_argument("--out", default="build/bench-flood.json")
+    flood.add_argument("--mib", type=int, default=16, help="bulk transfer size (MiB)")
+    flood.add_argument("--clients", type=int, default=200,
+                       help="legitimate connects during each flood")
+    flood.add_argument("--window", type=float, default=15.0,
+                       help="seconds of bulk transfer measured under the flood")
+    flood.set_defaults(func=_bench_flood)
 
     cwnd = sub.add_parser("cwnd-trace", help="the congestion window over a transfer with "
                           "loss on the virtual NIC, as SVG and JSON (needs root)")

@@ -22,9 +22,7 @@ from toe.sim.netns import socket_in_netns
 from toe.sim.vnic import VirtualNic, can_run_vnic
 
 _WHY_NOT = can_run_vnic()
-pytestmark = [pytest.mark.skipif(_WHY_NOT is not None, reason=f"virtual NIC: {_WHY_NOT}"),
-              # In make test-all until a run on the virtual NIC has confirmed them.
-              pytest.mark.slow]
+pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=f"virtual NIC: {_WHY_NOT}")
 
 SERVER = "10.0.1.2"
 ROUTER_SIDE = "10.0.1.1"

@@ -20,17 +20,17 @@ Every figure is a count of simulated cycles of the 10 ns bench clock.  Results g
 """
 
 import json
-import random
 
 import cocotb
 from cocotb.triggers import Timer
-from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.inet import TCP
+from scapy.layers.l2 import ARP
 
 from toe.hdl.csr import COUNTER_BASE, COUNTERS
 from toe.hdl.host_if import CommandOp, EventKind, SocketOption
 from toe.sim.host_port import HostPort
 from toe.sim.peer import ip_str, mac_str, tcp_payload
+from toe.sim.syn_flood import syn_frames
 from toe.sim.tcp_peer import ScriptedPeer, flags_of
 from toe.sim.testbench import MacTestbench, artifacts_path
 
@@ -45,17 +45,9 @@ def cycles(ns: float) -> int:
 
 
 def spoofed_syns(config, count: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    frames = []
-    for _ in range(count):
-        src = f"198.18.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        mac = ":".join(["02"] + [f"{rng.randrange(256):02x}" for _ in range(5)])
-        frame = (Ether(src=mac, dst=mac_str(config.mac_addr))
-                 / IP(src=src, dst=ip_str(config.ip_addr))
-                 / TCP(sport=rng.randrange(1024, 65536), dport=PORT, flags="S",
-                       seq=rng.getrandbits(32), window=64240, options=[("MSS", 1460)]))
-        frames.append(bytes(frame))
-    return frames
+    """The virtual NIC's attacker's frames (``sim/syn_flood.py``) for this engine."""
+    return syn_frames(count, ip_str(config.ip_addr), mac_str(config.mac_addr),
+                      "02:00:00:00:de:ad", PORT, seed)
 
 
 class _Flood:

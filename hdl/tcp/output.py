@@ -41,7 +41,8 @@ class OutputRegisters:
         self.restart_wnd = Signal(32)  # min(SND.WND, IW)
         self.iw = Signal(32)  # the initial window for this SND.MSS (RFC 6928)
         self.hole = Signal(32)  # where a retransmission starts (hdl/tcp/scoreboard.py)
-        self.lost = Signal()  # ... and that hole is to be resent
+        self.limit = Signal(32)  # ... where it must stop
+        self.lost = Signal()  # ... and whether that hole is to be resent
 
     def add_length_step(self, e, name: str, then: str):
         """Step ``name``: the segment length, min(bytes, window room, SND.MSS), then
@@ -77,15 +78,16 @@ def add_output_steps(e, o, backoff):
 
     with m.State("output_hole"):
         scoreboard.hole_from(e, o)
+        m.next = "output_hole_end"
+
+    with m.State("output_hole_end"):
+        scoreboard.hole_end(e, o)
         m.next = "output_measure"
 
     with m.State("output_measure"):
-        # A retransmission: from the hole to the next SACKed range, the data's end (the
-        # FIN, if sent, is not data) or SND.MAX.
-        hole_end, lost = scoreboard.hole_end(e, o)
-        data_end = Mux(seq_lt(t.snd_end, t.snd_max), t.snd_end, t.snd_max)
-        limit = Mux(seq_lt(hole_end, data_end), hole_end, data_end)
-        avail = Mux(t.rexmit, seq_diff(limit, o.hole), seq_diff(t.snd_end, t.snd_nxt))
+        # A retransmission: from the hole to ``o.limit`` (the next SACKed range, the
+        # data's end or SND.MAX).
+        avail = Mux(t.rexmit, seq_diff(o.limit, o.hole), seq_diff(t.snd_end, t.snd_nxt))
         wnd = Mux(o.restart, seq_min(o.restart_wnd, o.wnd), o.wnd)
         room = seq_diff((t.snd_una + wnd)[:32], t.snd_nxt)
         with m.If(o.restart):
@@ -94,7 +96,6 @@ def add_output_steps(e, o, backoff):
         m.d.sync += [
             o.avail.eq(Mux(~avail[31], avail, 0)),
             o.fin_left.eq(~avail[31]),
-            o.lost.eq(lost),
             o.room.eq(Mux(t.rexmit, 0xFFFF, Mux(~room[31], room, 0))),
         ]
         e.measure_window()

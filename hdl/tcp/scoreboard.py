@@ -167,17 +167,22 @@ def hole_from(e, o):
 
 
 def hole_end(e, o):
-    """In ``output_measure``: the next SACKed range above the hole, where the hole ends
-    (SND.MAX if none: then there is no hole to resend unless it is at SND.UNA)."""
-    t = e.t
+    """Step ``output_hole_end``: where the retransmission from the hole must stop (the
+    next SACKed range above it, the data's end, SND.MAX), registered in ``o.limit``, and
+    whether the hole is to be resent at all (``o.lost``: below a SACKed range, or at
+    SND.UNA).  A step of its own: the minimum over the ranges is a chain of comparisons
+    that, followed by the length arithmetic, was the core's critical path."""
+    m, t = e.m, e.t
     end, above = t.snd_max, 0
     for i in range(e.cfg.sack_ranges):
         r = t.sb[i]
         here = t.sack_ok & r.valid & seq_lt(o.hole, r.start)
         end = Mux(here & seq_lt(r.start, end), r.start, end)
         above = above | here
-    lost = above | (o.hole == t.snd_una)
-    return end, lost
+    # The data's end (the FIN, if sent, is not data) or SND.MAX.
+    data_end = Mux(seq_lt(t.snd_end, t.snd_max), t.snd_end, t.snd_max)
+    m.d.sync += [o.limit.eq(Mux(seq_lt(end, data_end), end, data_end)),
+                 o.lost.eq(above | (o.hole == t.snd_una))]
 
 
 def resent(e, o, length):

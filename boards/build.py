@@ -101,7 +101,8 @@ def build_board(board: str, connections: int | None = None, width: int = 8,
     """
     info = BOARDS[board]
     n = connections or info.default_connections
-    config = ToeConfig(data_bytes=width, connections=n)
+    config = ToeConfig(data_bytes=width, connections=n, tx_ring_bytes=info.ring_bytes,
+                       rx_ring_bytes=info.ring_bytes)
     out = Path(out_root) / f"{board}-w{width}-c{n}"
     name = f"toe_{board.replace('-', '_')}"
     platform = info.platform()
@@ -124,7 +125,8 @@ def build_board(board: str, connections: int | None = None, width: int = 8,
                            f"and {out}/{name}.rpt, {name}.tim")
     result = {
         "board": board, "device": f"{platform.device}-{platform.speed}{platform.package}",
-        "data_bytes": width, "connections": n, "core_mhz_target": info.core_mhz,
+        "data_bytes": width, "connections": n, "ring_bytes": info.ring_bytes,
+        "core_mhz_target": info.core_mhz,
         **read_report(json.loads((out / "report.json").read_text())),
         "bitstream": str(out / f"{name}.bit"), "svf": str(out / f"{name}.svf"),
         "seconds": round(time.monotonic() - started, 1),

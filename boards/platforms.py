@@ -116,7 +116,9 @@ class BoardInfo:
     proven LiteX targets use them.  ``ports``: the RGMII ports (the host link takes port
     1 where there are two).  ``leds``: (resource name, number) of the LEDs used, link
     first.  ``mgmt``: the resource holding the PHYs' reset, or None (reset in the RGMII
-    resource).  ``core_mhz``: the engine's clock target.
+    resource).  ``core_mhz``: the engine's clock target.  ``default_connections`` and
+    ``ring_bytes`` (each way, per connection): the engine ``toe build`` makes unless told
+    otherwise, sized to the device's block RAM (a DP16KD holds 2 KiB of a ring).
     """
 
     name: str
@@ -128,6 +130,7 @@ class BoardInfo:
     mgmt: str | None
     core_mhz: float
     default_connections: int
+    ring_bytes: int = 2048
 
 
 BOARDS = {

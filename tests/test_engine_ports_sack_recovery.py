@@ -195,3 +195,87 @@ def test_two_sacked_segments_are_not_yet_a_loss():
         #                                               with the ACK of segment 0)
         assert (b.tcb(c.id)["in_recovery"], b.counters["tcp_fast_retransmits"]) == (0, 0)
     run(body, CC)
+
+
+def _pipe(una, nxt, sacked, rexmitted):
+    """RFC 6675 s4 pipe, in segments, with the engine's IsLost (hdl/tcp/scoreboard.py:
+    a segment below a SACKed one is lost): each unSACKed segment counts once if not
+    lost and once more if resent."""
+    top = max(sacked, default=-1)
+    return sum((k not in sacked and k > top) + (k in rexmitted and k not in sacked)
+               for k in range(una, nxt))
+
+
+async def _recovery_by_pipe(b, lost):
+    """Segments 0..19 arrive but ``lost``; after each SACK the engine must send exactly
+    as many segments as cwnd - pipe allows (RFC 6675 s5 (C): while cwnd - pipe >= 1
+    SMSS), the lost holes first, each once, then new data; with cwnd = ssthresh
+    throughout (s5 (4.2), no inflation).  Returns what it sent in recovery, in order."""
+    c = await _window(b)
+    nxt, rcv, sacked, rexmitted, order = 20, 0, set(), set(), []
+    in_recovery = False
+    for k in range(20):
+        if k in lost:
+            continue
+        if k == rcv:
+            rcv += 1
+            while rcv in sacked:
+                sacked.discard(rcv)
+                rcv += 1
+        else:
+            sacked.add(k)
+        runs = []  # the peer's blocks, the latest first (RFC 2018 s4)
+        for s in sorted(sacked):
+            if runs and runs[-1][1] == s:
+                runs[-1][1] = s + 1
+            else:
+                runs.append([s, s + 1])
+        runs.sort(key=lambda r: not r[0] <= k < r[1])
+        before = _pipe(rcv, nxt, sacked, rexmitted)
+        b.send(c.peer, "A", ack=_seq(c, rcv),
+               sack=[(_seq(c, s), _seq(c, e)) for s, e in runs[:4]])
+        out = [(seg.seq - c.iss - 1) % MOD // SMSS for seg in await b.burst()]
+        tcb = b.tcb(c.id)
+        if not in_recovery and tcb["in_recovery"]:
+            in_recovery = True
+            assert out[0] == rcv, "recovery starts with the segment at SND.UNA"
+            rexmitted.add(out.pop(0))
+            before = _pipe(rcv, nxt, sacked, rexmitted)
+            flight = nxt - rcv
+            assert tcb["ssthresh"] == max(flight * SMSS // 2, 2 * SMSS)
+        if not in_recovery:
+            nxt += len(out)  # limited transmit, the window sliding
+            continue
+        assert tcb["cwnd"] == tcb["ssthresh"], "RFC 6675 s5 (4.2): cwnd is not inflated"
+        allowed = max(0, tcb["cwnd"] // SMSS - before)
+        assert len(out) == allowed, (k, before, out)
+        holes = [s for s in range(rcv, nxt) if s not in sacked and s not in rexmitted
+                 and s < max(sacked, default=-1)]
+        want = holes[:allowed] + list(range(nxt, nxt + allowed - len(holes[:allowed])))
+        assert out == want, (k, out, want)
+        rexmitted.update(s for s in out if s < nxt)
+        nxt += sum(s >= nxt for s in out)
+        order += out
+    return c, order
+
+
+def test_sack_recovery_sends_what_cwnd_minus_pipe_allows():
+    """RFC 6675 s5: with losses of segments 1, 4 and 8 in a window of 20, the engine in
+    recovery sends, after each SACK, exactly what cwnd - pipe allows: first the holes
+    below SACKed data, then new data, with cwnd = ssthresh.  All three holes go in the
+    first round trip, and no segment is resent twice."""
+    async def body(b):
+        c, order = await _recovery_by_pipe(b, lost={1, 4, 8})
+        assert [s for s in order if s < 20] == [4, 8]  # 1 went at the start
+        assert any(s >= 22 for s in order)  # new data within the pipe
+        assert b.counters["tcp_retransmits"] == 0
+    run(body, CC)
+
+
+def test_sack_recovery_with_a_run_of_losses():
+    """RFC 6675 s5: four consecutive segments lost (3..6): each hole goes as soon as
+    cwnd - pipe allows one more segment, in order, all within one round trip."""
+    async def body(b):
+        c, order = await _recovery_by_pipe(b, lost={3, 4, 5, 6})
+        assert [s for s in order if s < 20] == [4, 5, 6]
+    run(body, CC)

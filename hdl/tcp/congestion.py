@@ -19,10 +19,13 @@ event              rule
 ``ACK``            new data acknowledged outside loss recovery: the algorithm's
                    ``on_ack`` (slow start, congestion avoidance)
 ``LOSS``           the third duplicate ACK (fast retransmit, RFC 5681 s3.2 steps 2-3):
-                   ssthresh = the algorithm's ``on_loss``; cwnd = ssthresh + 3 SMSS
-``DUPACK``         a further duplicate ACK in recovery: cwnd += SMSS (s3.2 step 4)
+                   ssthresh = the algorithm's ``on_loss``; cwnd = ssthresh + 3 SMSS,
+                   or with SACK (``sack``) cwnd = ssthresh (RFC 6675 s5 (4.2))
+``DUPACK``         a further duplicate ACK in recovery: cwnd += SMSS (s3.2 step 4);
+                   with SACK unchanged (RFC 6675's pipe counts what left the network)
 ``PARTIAL``        a partial ACK in recovery (RFC 6582 s3.2 step 5): cwnd -= the bytes
-                   acknowledged, + SMSS if they were at least SMSS
+                   acknowledged, + SMSS if they were at least SMSS; with SACK
+                   unchanged
 ``EXIT``           the full ACK (RFC 6582 s3.2 step 3, option 1): cwnd =
                    min(ssthresh, max(FlightSize, SMSS) + SMSS)
 ``RTO``            a retransmission timeout (RFC 5681 s3.1, eq. 4): ssthresh = the
@@ -85,6 +88,7 @@ def cc_request_layout(state_bits: int, algo_bits: int = 1) -> data.StructLayout:
         "state": state_bits,  # the algorithm's TCB bits
         "repeat": 1,  # RTO: the segment had timed out before (ssthresh held)
         "syn_lost": 1,  # INIT: a SYN or SYN-ACK was retransmitted
+        "sack": 1,  # SACK agreed: recovery by RFC 6675's pipe, cwnd not inflated
         "now": 32,  # the microsecond time base
         "srtt_us": 32,  # the smoothed RTT (0 before the first sample)
     })
@@ -216,13 +220,17 @@ class CongestionControl(wiring.Component):
                 m.d.comb += [cwnd.eq(seq_min(a["on_ack"], CWND_MAX)),
                              state.eq(a["ack_state"])]
             with m.Case(CcEvent.LOSS):
-                m.d.comb += [ssthresh.eq(a["on_loss"]), cwnd.eq(a["on_loss"] + 3 * smss),
+                m.d.comb += [ssthresh.eq(a["on_loss"]),
+                             cwnd.eq(a["on_loss"] + Mux(r.sack, 0, 3 * smss)),
                              state.eq(a["loss_state"])]
             with m.Case(CcEvent.DUPACK):
-                m.d.comb += cwnd.eq(seq_min(r.cwnd + smss, CWND_MAX))
+                with m.If(~r.sack):
+                    m.d.comb += cwnd.eq(seq_min(r.cwnd + smss, CWND_MAX))
             with m.Case(CcEvent.PARTIAL):
                 left = Mux(r.acked < r.cwnd, r.cwnd - r.acked, 0)
-                m.d.comb += cwnd.eq(Mux(r.acked >= smss, left + smss, Mux(left, left, smss)))
+                with m.If(~r.sack):
+                    m.d.comb += cwnd.eq(Mux(r.acked >= smss, left + smss,
+                                            Mux(left, left, smss)))
             with m.Case(CcEvent.EXIT):
                 grown = Mux(r.flight > smss, r.flight, smss) + smss
                 m.d.comb += cwnd.eq(Mux(grown < r.ssthresh, grown, r.ssthresh))

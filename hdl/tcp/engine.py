@@ -276,7 +276,7 @@ class TcpEngine(wiring.Component):
             tcb_wr.data.eq(t),
         ]
         m.d.sync += self.trace.valid.eq(0)
-        o = OutputRegisters()
+        o = OutputRegisters(cfg)
         with m.FSM(name="engine", init="clear_tcbs") as fsm:
             with m.State("clear_tcbs"):
                 # Block RAM keeps its contents through a reset: empty every TCB first.

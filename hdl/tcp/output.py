@@ -10,11 +10,13 @@ window, after an idle period in the restart window min(IW, cwnd) (RFC 5681 s4.1)
 (2) ``output_length``: the segment length, at most SND.MSS; (3) ``output_send``: the
 segment and the new SND.NXT.  A fast retransmission (``rexmit``,
 :mod:`hdl.tcp.recovery`) goes first: the segment at SND.UNA again, outside cwnd,
-SND.NXT unchanged.  Retransmission after a timeout (:mod:`hdl.tcp.timers`)
+SND.NXT unchanged, or a hole between SACKed ranges.  In a recovery with SACK, four
+steps after (0), ``output_pipe`` .. ``output_pipe_window``, bound both by RFC 6675's
+pipe instead of the flight (:mod:`hdl.tcp.scoreboard`); the other paths skip them.  Retransmission after a timeout (:mod:`hdl.tcp.timers`)
 reuses the length step's registers.
 """
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Mux, Signal, signed
 
 from ..proto import tcp
 from . import scoreboard
@@ -30,7 +32,9 @@ S = TcpState
 class OutputRegisters:
     """The intermediate results of the output and retransmission steps."""
 
-    def __init__(self):
+    def __init__(self, config):
+        self.pipe = scoreboard.PipeRegisters(config)
+        self.pipe_room = Signal()  # cwnd - pipe >= SMSS: a hole may go (RFC 6675 s5 (C))
         self.avail = Signal(32)  # bytes queued beyond SND.NXT (or SND.UNA)
         self.room = Signal(32)  # room in the peer's window beyond SND.NXT
         self.length = Signal(16)
@@ -73,6 +77,34 @@ def add_output_steps(e, o, backoff):
             o.iw.eq(iw),
         ]
         m.next = "output_measure"
+        with m.If(t.sack_ok & t.in_recovery):
+            m.next = "output_pipe"
+        with m.Elif(t.rexmit):
+            m.next = "output_hole"
+
+    # RFC 6675 s5: in a recovery with SACK the windows come from the pipe.
+    with m.State("output_pipe"):
+        scoreboard.pipe_bounds(e, o.pipe)
+        m.next = "output_pipe_sum"
+
+    with m.State("output_pipe_sum"):
+        scoreboard.pipe_sacked(e, o.pipe)
+        m.next = "output_pipe_count"
+
+    with m.State("output_pipe_count"):
+        scoreboard.pipe_credit(e, o.pipe)
+        m.next = "output_pipe_window"
+
+    with m.State("output_pipe_window"):
+        # cwnd + (FlightSize - pipe) beyond SND.UNA, i.e. cwnd - pipe beyond SND.NXT.
+        allowed = Signal(signed(34))
+        m.d.comb += allowed.eq(t.cwnd + o.pipe.credit)
+        flight = seq_diff(t.snd_nxt, t.snd_una)
+        m.d.sync += [
+            o.wnd.eq(Mux(allowed < 0, 0, seq_min(t.snd_wnd, allowed[:32]))),
+            o.pipe_room.eq(allowed >= flight + t.snd_mss),
+        ]
+        m.next = "output_measure"
         with m.If(t.rexmit):
             m.next = "output_hole"
 
@@ -96,7 +128,9 @@ def add_output_steps(e, o, backoff):
         m.d.sync += [
             o.avail.eq(Mux(~avail[31], avail, 0)),
             o.fin_left.eq(~avail[31]),
-            o.room.eq(Mux(t.rexmit, 0xFFFF, Mux(~room[31], room, 0))),
+            # A hole on a duplicate ACK in a recovery with SACK: only within the pipe.
+            o.room.eq(Mux(t.rexmit, Mux(t.rexmit_dup & t.sack_ok & ~o.pipe_room, 0, 0xFFFF),
+                          Mux(~room[31], room, 0))),
         ]
         e.measure_window()
         m.next = "output_length"

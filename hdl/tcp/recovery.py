@@ -103,8 +103,8 @@ def classify_ack(e, ack, new_data):
             e.enqueue()
             _raise(e, CcEvent.PARTIAL, acked=acked)
         with m.Elif(t.in_recovery):
-            # Step 3: the full ACK ends recovery.
-            m.d.sync += t.in_recovery.eq(0)
+            # Step 3: the full ACK ends recovery (and any hole still to resend).
+            m.d.sync += [t.in_recovery.eq(0), t.rexmit.eq(0), t.rexmit_dup.eq(0)]
             _raise(e, CcEvent.EXIT, flight=seq_diff(t.snd_max, ack))
         with m.Elif(echo):
             ecn_reduce()
@@ -115,7 +115,9 @@ def classify_ack(e, ack, new_data):
                      & (s.tcp_payload_len == 0) & ~e.f_syn & ~e.f_fin
                      & (e.seg_wnd == t.snd_wnd))
         with m.If(duplicate & t.in_recovery):
-            e.enqueue()  # the inflated window may let new data go (step 4)
+            # The inflated window (step 4), or with SACK the smaller pipe, may let
+            # new data go.
+            e.enqueue()
             with m.If(t.sack_ok):
                 # RFC 6675 s5 (C): the next hole below a SACKed range goes first
                 # (hdl/tcp/scoreboard.py; none: new data as the window allows).
@@ -153,7 +155,7 @@ def add_recovery_steps(e, cc):
             req.valid.eq(1),
             req.p.event.eq(e.cc.event), req.p.acked.eq(e.cc.acked),
             req.p.flight.eq(e.cc.flight), req.p.repeat.eq(e.cc.repeat),
-            req.p.syn_lost.eq(e.cc.syn_lost),
+            req.p.syn_lost.eq(e.cc.syn_lost), req.p.sack.eq(t.sack_ok),
             req.p.smss.eq(t.snd_mss), req.p.cwnd.eq(t.cwnd), req.p.ssthresh.eq(t.ssthresh),
             req.p.state.eq(t.cc_state), req.p.algo.eq(t.cc_algo), req.p.now.eq(e.now),
             req.p.srtt_us.eq(t.srtt[3:]),

@@ -23,19 +23,28 @@ what this recovery has resent.
   above it: the peer has later data, so the hole's segment was lost, the
   simplification of IsLost that FreeBSD makes); at SND.UNA the first retransmission of
   a recovery goes as RFC 5681 s3.2 says, SACK or not.
-- **Window**: fast recovery keeps RFC 5681's inflation by duplicate ACKs, and a hole
-  resent on a duplicate ACK takes its length off cwnd again, so that each duplicate
-  ACK lets one segment go (RFC 6675's pipe counts a retransmission as in flight).
+- **The window in recovery** (RFC 6675 s5, steps ``output_pipe`` .. ``output_pipe_window``):
+  cwnd = ssthresh, not inflated, and what may go is cwnd - pipe.  With the
+  simplified IsLost every byte below the highest SACKed end ``hi`` is SACKed or
+  lost, so RFC 6675's pipe (unSACKed bytes not lost, plus those resent) is
+  ``SND.NXT - hi`` plus the bytes of [SND.UNA, max(HighRxt, SND.UNA)) not SACKed,
+  i.e. FlightSize - ``credit`` with ``credit`` = (hi - rxt) + the SACKed bytes below
+  ``rxt`` = max(HighRxt, SND.UNA).  New data goes in min(SND.WND, cwnd + credit)
+  beyond SND.UNA (= cwnd - pipe beyond SND.NXT); a hole goes while cwnd - pipe >=
+  SMSS (s5 (C)), one after another.  The first retransmission of a recovery and the
+  one after a partial ACK (both at SND.UNA, RFC 5681 s3.2, RFC 6582 s3.2 step 5) go
+  outside it.
 - **After a timeout** the scoreboard is cleared (RFC 6675 s5.1) and go-back-N resends
   from SND.UNA.
 """
 
-from amaranth.hdl import Cat, Mux, Signal
+from amaranth.hdl import Cat, Mux, Signal, signed
 
 from .seq import seq_le, seq_lt
 
 __all__ = ["ScoreboardRegisters", "add_scoreboard_steps", "begin_merge", "clear",
-           "hole_from", "hole_end", "resent", "is_lost", "DUP_THRESH"]
+           "hole_from", "hole_end", "resent", "is_lost", "pipe_bounds", "pipe_sacked",
+           "pipe_credit", "DUP_THRESH"]
 
 #: RFC 5681 s3.2 and RFC 6675 s2: duplicate ACKs (or SACKed segments) that mean a loss.
 DUP_THRESH = 3
@@ -185,12 +194,65 @@ def hole_end(e, o):
                  o.lost.eq(above | (o.hole == t.snd_una))]
 
 
+def _size_bits(config):
+    """Sizes within SND.UNA..SND.MAX, which lie in the TX ring."""
+    return config.tx_ring_bytes.bit_length() + 1
+
+
+class PipeRegisters:
+    """The registered terms of RFC 6675's pipe (steps ``output_pipe`` ..)."""
+
+    def __init__(self, config):
+        bits = _size_bits(config)
+        self.rxt = Signal(32)  # max(HighRxt, SND.UNA): what this recovery has resent
+        self.hi = Signal(32)  # the highest SACKed end, or SND.UNA
+        self.sacked = [Signal(bits, name=f"pipe_sacked{i}") for i in range(config.sack_ranges)]
+        self.span = Signal(signed(bits + 1))  # hi - rxt
+        self.credit = Signal(signed(bits + 4))  # FlightSize - pipe
+
+
+def pipe_bounds(e, p):
+    """Step ``output_pipe``: ``rxt`` and ``hi`` (the highest end as a tree of
+    comparisons)."""
+    m, t = e.m, e.t
+    una = t.snd_una
+    ends = [Mux(t.sb[i].valid, t.sb[i].end, una) for i in range(e.cfg.sack_ranges)]
+    while len(ends) > 1:
+        pairs = [Mux(seq_lt(a, b), b, a) for a, b in zip(ends[0::2], ends[1::2])]
+        ends = pairs + ([ends[-1]] if len(ends) % 2 else [])
+    m.d.sync += [p.rxt.eq(Mux(seq_lt(una, t.high_rxt), t.high_rxt, una)),
+                 p.hi.eq(Mux(seq_lt(una, ends[0]), ends[0], una))]
+
+
+def pipe_sacked(e, p):
+    """Step ``output_pipe_sum``: each range's SACKed bytes below ``rxt``, and
+    ``hi - rxt``."""
+    m, t = e.m, e.t
+    bits = _size_bits(e.cfg)
+    for i in range(e.cfg.sack_ranges):
+        r = t.sb[i]
+        top = Mux(seq_lt(r.end, p.rxt), r.end, p.rxt)
+        m.d.sync += p.sacked[i].eq(Mux(r.valid & seq_lt(r.start, p.rxt),
+                                       (top - r.start)[:bits], 0))
+    m.d.sync += p.span.eq((p.hi - p.rxt)[:bits + 1].as_signed())
+
+
+def pipe_credit(e, p):
+    """Step ``output_pipe_count``: FlightSize - pipe, the bytes below ``hi`` that are
+    SACKed or lost and not resent."""
+    m = e.m
+    total = p.span
+    for s in p.sacked:
+        total = total + s
+    m.d.sync += p.credit.eq(total)
+
+
 def resent(e, o, length):
-    """In the retransmission: HighRxt moves to the end of what went; a hole resent on
-    a duplicate ACK (not the one at SND.UNA that starts recovery) takes its length off
-    the inflated cwnd."""
+    """In the retransmission: HighRxt moves to the end of what went.  In a recovery
+    with SACK the next hole is looked for at once (RFC 6675 s5 (C): while cwnd - pipe
+    allows), within the pipe."""
     m, t = e.m, e.t
     m.d.sync += t.high_rxt.eq((o.hole + length)[:32])
     m.d.sync += t.rexmit_dup.eq(0)
-    with m.If(t.rexmit_dup & (t.cwnd > length + t.snd_mss)):
-        m.d.sync += t.cwnd.eq(t.cwnd - length)
+    with m.If(t.sack_ok & t.in_recovery):
+        m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(1)]

@@ -12,8 +12,9 @@ segment and the new SND.NXT.  A fast retransmission (``rexmit``,
 :mod:`hdl.tcp.recovery`) goes first: the segment at SND.UNA again, outside cwnd,
 SND.NXT unchanged, or a hole between SACKed ranges.  In a recovery with SACK, four
 steps after (0), ``output_pipe`` .. ``output_pipe_window``, bound both by RFC 6675's
-pipe instead of the flight (:mod:`hdl.tcp.scoreboard`); the other paths skip them.  Retransmission after a timeout (:mod:`hdl.tcp.timers`)
-reuses the length step's registers.
+pipe instead of the flight (:mod:`hdl.tcp.scoreboard`); the other paths skip them.
+Retransmission after a timeout (:mod:`hdl.tcp.timers`) reuses the length step's
+registers.
 """
 
 from amaranth.hdl import Mux, Signal, signed

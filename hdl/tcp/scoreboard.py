@@ -218,7 +218,7 @@ def pipe_bounds(e, p):
     una = t.snd_una
     ends = [Mux(t.sb[i].valid, t.sb[i].end, una) for i in range(e.cfg.sack_ranges)]
     while len(ends) > 1:
-        pairs = [Mux(seq_lt(a, b), b, a) for a, b in zip(ends[0::2], ends[1::2])]
+        pairs = [Mux(seq_lt(a, b), b, a) for a, b in zip(ends[0::2], ends[1::2], strict=False)]
         ends = pairs + ([ends[-1]] if len(ends) % 2 else [])
     m.d.sync += [p.rxt.eq(Mux(seq_lt(una, t.high_rxt), t.high_rxt, una)),
                  p.hi.eq(Mux(seq_lt(una, ends[0]), ends[0], una))]

@@ -66,9 +66,10 @@ def _write_results(results: dict, path: str) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from toe.sim.bench import run_benchmarks
+    from toe.sim.bench import PARTS, run_benchmarks
 
-    results = run_benchmarks(widths=args.widths, synth=not args.no_synth)
+    results = run_benchmarks(widths=args.widths, synth=not args.no_synth,
+                             parts=args.only or PARTS)
     _write_results(results, args.out)
     return 0
 
@@ -214,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", default="build/bench.json")
     bench.add_argument("--widths", type=int, nargs="+", default=[1, 8])
     bench.add_argument("--no-synth", action="store_true", help="skip the ECP5 synthesis")
+    from toe.sim.bench import PARTS
+
+    bench.add_argument("--only", nargs="+", metavar="PART", choices=PARTS,
+                       help=f"run only these parts ({', '.join(PARTS)})")
     bench.set_defaults(func=_bench)
 
     bench_vnic = sub.add_parser("bench-vnic", help="virtual NIC against Linux: simulation "

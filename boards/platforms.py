@@ -13,6 +13,11 @@
   (P4) and MDIO/MDC (P5/N5) pins: they are declared once, as ``eth_mgmt``, and the two
   ``eth_rgmii`` resources hold only the RGMII signals.  As in litex-boards, port 0 and
   port 1 follow the PHYs' PHYA[0] strap, not the connector labels of the extension board.
+- :class:`ButterStickPlatform`: Great Scott Gadgets ButterStick r1.0 (LFE5UM5G-85F-8BG381,
+  one KSZ9031RNX, 30 MHz clock).  amaranth-boards' ``ButterStickPlatform`` with the same
+  RXD pull-ups as the ECPIX-5 (the same PHY samples the same straps).  Its Ethernet
+  bank is fixed at 3.3 V, so the engine needs none of the board's adjustable VCCIO
+  banks (SYZYGY ports), which the board top leaves off.
 
 Subsignal names differ (``tx_ctrl``/``rx_ctrl`` on the ECPIX-5, ``tx_ctl``/``rx_ctl``
 on the Colorlight and in amaranth-boards' ButterStick): :data:`BOARDS` records each
@@ -24,11 +29,12 @@ from dataclasses import dataclass
 
 from amaranth.build import Attrs, Clock, Pins, PinsN, Resource, Subsignal
 from amaranth.vendor import LatticeECP5Platform
+from amaranth_boards.butterstick import ButterStickPlatform as _ButterStickPlatform
 from amaranth_boards.ecpix5 import ECPIX585Platform
 from amaranth_boards.resources import UARTResource
 
 __all__ = [
-    "BOARDS", "BoardInfo", "ColorlightI9Platform",
+    "BOARDS", "BoardInfo", "ButterStickPlatform", "ColorlightI9Platform",
     "Ecpix585Platform", "rgmii_ctl_names",
 ]
 
@@ -50,6 +56,15 @@ class Ecpix585Platform(ECPIX585Platform):
     resources = [
         _with_rx_pullups(r) if r.name == "eth_rgmii" else r
         for r in ECPIX585Platform.resources
+    ]
+
+
+class ButterStickPlatform(_ButterStickPlatform):
+    """ButterStick r1.0 with pull-ups on the KSZ9031's RXD strap pins (see the module doc)."""
+
+    resources = [
+        _with_rx_pullups(r) if r.name == "eth_rgmii" else r
+        for r in _ButterStickPlatform.resources
     ]
 
 
@@ -140,6 +155,12 @@ BOARDS = {
     "colorlight-i9": BoardInfo("colorlight-i9", ColorlightI9Platform, ports=2,
                                rx_delay_ns=2.0, tx_delay_ns=0.0, leds=(("led", 0),),
                                mgmt="eth_mgmt", core_mhz=50.0, default_connections=32),
+    # The same device as the ECPIX-5, but 32 connections by default: the 64-connection
+    # ECPIX-5 has not routed (docs/boards.md).  RX delay 0 (the KSZ9031 adds its own),
+    # TX 2 ns, as LiteX's gsd_butterstick target.
+    "butterstick": BoardInfo("butterstick", ButterStickPlatform, ports=1, rx_delay_ns=0.0,
+                             tx_delay_ns=2.0, leds=(("rgb_leds_muxed", 0),), mgmt=None,
+                             core_mhz=50.0, default_connections=32),
 }
 """The boards ``toe build --board`` knows, by name."""
 

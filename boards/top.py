@@ -13,7 +13,7 @@ A thin IO/clock wrapper around the portable core (Corundum's fpga / fpga_core sp
 - The PHYs' reset pin is held for 20 ms after configuration (the KSZ9031 needs 10 ms
   after power-up, and samples its straps when it is released; the B50612D needs less).
 - Port 0 is the network.  With two ports (Colorlight i9) port 1 is the host link; with
-  one (ECPIX-5) the host link's EtherType is split off port 0 before the engine's
+  one (ECPIX-5, ButterStick) the host link's EtherType is split off port 0 before the engine's
   parser and its frames merged with the engine's on TX.
 - LEDs: link (port 0 in-band status), activity (frames either way, stretched to 50 ms).
 - MDIO is not driven: the PHYs come up from their straps (auto-negotiation on).
@@ -29,7 +29,7 @@ DELAYGs out (a delay has no meaning without wire timing), and the LEDs are the
 hardware design.
 """
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -217,6 +217,14 @@ class BoardTop(wiring.Component):
         elif info.name == "colorlight-i9":
             led = platform.request("led", 0)
             m.d.comb += led.o.eq(link_led & ~act_led)  # on with link, off while busy
+        elif info.name == "butterstick":
+            # Seven LEDs share one colour: green; LED 0 the link, LED 1 activity
+            # (active high, as LiteX's gsd_butterstick target drives them).
+            pins = platform.request("rgb_leds_muxed", 0, dir="-")
+            for name, value in (("g", 1), ("r", 0), ("b", 0),
+                                ("leds", Cat(link_led, act_led))):
+                m.submodules[f"led_{name}"] = buf = io.Buffer("o", getattr(pins, name))
+                m.d.comb += buf.o.eq(value)
         else:
             m.d.comb += [platform.request("rgb_led", 0).g.o.eq(link_led),
                          platform.request("rgb_led", 1).b.o.eq(act_led)]

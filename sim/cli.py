@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", default="build/bench.json")
     bench.add_argument("--widths", type=int, nargs="+", default=[1, 8])
     bench.add_argument("--no-synth", action="store_true", help="skip the ECP5 synthesis")
+    from toe.boards.platforms import BOARDS
     from toe.sim.bench import PARTS
 
     bench.add_argument("--only", nargs="+", metavar="PART", choices=PARTS,
@@ -261,9 +262,10 @@ def main(argv: list[str] | None = None) -> int:
 
     build = sub.add_parser("build", help="a board's bitstream (.bit, .svf) and report "
                            "with the open ECP5 flow (docs/boards.md)")
-    build.add_argument("--board", required=True, choices=("ecpix5-85", "colorlight-i9"))
+    build.add_argument("--board", required=True, choices=list(BOARDS))
     build.add_argument("--connections", type=int, default=None,
-                       help="TCBs (default: 64 on the ECPIX-5, 32 on the i9)")
+                       help="TCBs (default: 64 on the ECPIX-5, 32 on the i9 "
+                       "and the ButterStick)")
     build.add_argument("--width", type=int, default=8, help="bytes per beat")
     build.set_defaults(func=_build)
 

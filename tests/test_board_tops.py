@@ -37,7 +37,8 @@ def test_build_script_maps_without_abc9_and_reports(plans):
     board's device with ``--report`` (read for the figures) and ``--timing-allow-fail``
     (so the report exists when timing fails) and router2 (router1 did not finish the
     64-connection ECPIX-5 in 18 minutes), then ecppack writing .bit and .svf."""
-    devices = {"ecpix5-85": "--um5g-85k", "colorlight-i9": "--45k"}
+    devices = {"ecpix5-85": "--um5g-85k", "colorlight-i9": "--45k",
+               "butterstick": "--um5g-85k"}
     for board, plan in plans.items():
         assert re.search(r"synth_ecp5\s+-noabc9\s+-top top", plan.files["top.ys"]), board
         script = plan.files["build_top.sh"]
@@ -108,6 +109,24 @@ def test_colorlight_i9_pins_as_litex_boards(lpf):
     assert text.count('SITE "P4"') == 1  # one reset pin for both PHYs
 
 
+def test_butterstick_pins_as_amaranth_boards(lpf):
+    """ButterStick r1.0: the KSZ9031's RXD straps pulled up as on the ECPIX-5 (the same
+    MODE[3:0] straps), the PHY reset on B20, the 30 MHz clock on B12, and the LEDs'
+    green cathode and LED 0/1 anodes driven (link, activity)."""
+    text = lpf["butterstick"]
+    for bit, site in enumerate("A16 C17 B17 A17".split()):
+        port = f"eth_rgmii_0__rx_data__io[{bit}]"
+        assert _site(text, port) == site
+        assert "PULLMODE=UP" in _iobuf(text, port) and "IO_TYPE=LVCMOS33" in _iobuf(text, port)
+    expect = {"eth_rgmii_0__rst__io": "B20", "eth_rgmii_0__rx_clk__io": "D11",
+              "eth_rgmii_0__tx_ctl__io": "D15", "clk30_0__io": "B12",
+              "rgb_leds_muxed_0__g__io": "U1", "rgb_leds_muxed_0__leds__io[0]": "C13",
+              "rgb_leds_muxed_0__leds__io[1]": "D12"}
+    for port, site in expect.items():
+        assert _site(text, port) == site, port
+    assert "PULLMODE" not in _iobuf(text, "eth_rgmii_0__tx_data__io[0]")
+
+
 @pytest.mark.parametrize("board", list(BOARDS))
 def test_clock_constraints(lpf, board):
     """The core clock at its target and each PHY's RX clock at 125 MHz (1000BASE-T
@@ -120,16 +139,19 @@ def test_clock_constraints(lpf, board):
 
 
 def test_subsignal_spellings():
-    """tx_ctrl/rx_ctrl on the ECPIX-5, tx_ctl/rx_ctl on the Colorlight."""
+    """tx_ctrl/rx_ctrl on the ECPIX-5, tx_ctl/rx_ctl on the Colorlight and the
+    ButterStick."""
     assert rgmii_ctl_names(BOARDS["ecpix5-85"].platform().lookup("eth_rgmii", 0)) == \
         ("tx_ctrl", "rx_ctrl")
     assert rgmii_ctl_names(BOARDS["colorlight-i9"].platform().lookup("eth_rgmii", 1)) == \
+        ("tx_ctl", "rx_ctl")
+    assert rgmii_ctl_names(BOARDS["butterstick"].platform().lookup("eth_rgmii", 0)) == \
         ("tx_ctl", "rx_ctl")
 
 
 def test_pll_settings():
     """EHXPLLL: f_out = f_in * CLKFB_DIV / CLKI_DIV with the VCO in 400..800 MHz."""
-    for f_in, f_out in ((25, 50), (100, 50), (25, 62.5), (30, 60)):
+    for f_in, f_out in ((25, 50), (100, 50), (25, 62.5), (30, 60), (30, 50)):
         p = pll_parameters(f_in, f_out)
         assert f_in * p["CLKFB_DIV"] / p["CLKI_DIV"] == pytest.approx(f_out)
         assert 400 <= p["vco_mhz"] <= 800

@@ -279,3 +279,72 @@ def test_sack_recovery_with_a_run_of_losses():
         c, order = await _recovery_by_pipe(b, lost={3, 4, 5, 6})
         assert [s for s in order if s < 20] == [4, 5, 6]
     run(body, CC)
+
+
+async def _wire(b, c, drops, segments=40):
+    """A peer that receives every segment the engine sends, in order, except the
+    transmissions named in ``drops`` ((segment, n): its n-th transmission, from 1), and
+    answers each arrival with an ACK carrying SACK blocks (RFC 2018 s4: the latest
+    first).  Runs until the first ``segments`` are acknowledged or nothing is in
+    flight; returns every transmission below ``segments`` in order."""
+    rcv, sacked, sent, order = 0, set(), {}, []
+    flight = [k for k in range(20)]
+    for k in flight:
+        sent[k] = 1
+    while flight and rcv < segments:
+        k = flight.pop(0)
+        if (k, sent[k]) in drops:
+            continue
+        if k == rcv:
+            rcv += 1
+            while rcv in sacked:
+                sacked.discard(rcv)
+                rcv += 1
+        elif k > rcv:
+            sacked.add(k)
+        runs = []
+        for s in sorted(sacked):
+            if runs and runs[-1][1] == s:
+                runs[-1][1] = s + 1
+            else:
+                runs.append([s, s + 1])
+        runs.sort(key=lambda r: not r[0] <= k < r[1])
+        b.send(c.peer, "A", ack=_seq(c, rcv),
+               sack=[(_seq(c, s), _seq(c, e)) for s, e in runs[:4]])
+        for seg in await b.burst():
+            n = (seg.seq - c.iss - 1) % MOD // SMSS
+            if n < segments and seg.len:
+                sent[n] = sent.get(n, 0) + 1
+                flight.append(n)
+                order.append(n)
+    return rcv, sent
+
+
+def test_lost_retransmission_is_resent_before_the_timeout():
+    """RFC 6675 s4 IsLost applied to a retransmission (the rule RFC 8985 s6.2 makes
+    general: a segment is lost once enough data sent after it has arrived): segment 1
+    is lost, and so is its fast retransmission.  When more than (DupThresh - 1) * SMSS
+    sent after that retransmission are SACKed, segment 1 goes a third time, and the
+    transfer goes on without a retransmission timeout."""
+    async def body(b):
+        c = await _window(b)
+        rcv, sent = await _wire(b, c, drops={(1, 1), (1, 2)})
+        assert sent[1] == 3
+        assert rcv == 40, "the transfer stalled until the timer"
+        assert b.counters["tcp_retransmits"] == 0  # no timeout
+        assert b.counters["tcp_lost_rexmits"] == 1
+        assert all(n == 1 for k, n in sent.items() if k != 1), sent
+    run(body, CC)
+
+
+def test_lost_retransmission_of_a_later_hole():
+    """The same for a hole above SND.UNA: segments 1 and 5 are lost, and so is the
+    retransmission of 5; the partial ACK after segment 1's repair leaves SND.UNA at 5,
+    and once enough later data is SACKed, 5 goes again without a timeout."""
+    async def body(b):
+        c = await _window(b)
+        rcv, sent = await _wire(b, c, drops={(1, 1), (5, 1), (5, 2)})
+        assert (sent[1], sent[5]) == (2, 3)
+        assert rcv == 40, "the transfer stalled until the timer"
+        assert b.counters["tcp_retransmits"] == 0
+    run(body, CC)

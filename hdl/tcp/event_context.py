@@ -101,6 +101,7 @@ ENGINE_COUNTERS = [
     "tcp_icmp_soft",  # soft errors (and hard ones in synchronized states): reported
     "tcp_icmp_aborts",  # hard errors that ended an opening connection (SHLD-26)
     "tcp_icmp_pmtu",  # fragmentation needed that lowered SND.MSS (RFC 1191)
+    "tcp_lost_rexmits",  # retransmissions at SND.UNA found lost from SACK blocks, resent
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -458,7 +459,7 @@ class EventContext:
             t.cwnd.eq(self.cfg.initial_window * tcp.DEFAULT_MSS),
             t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
             t.rexmit.eq(0), t.retransmits.eq(0), t.cc_algo.eq(0), t.cc_state.eq(0),
-            t.sb.eq(0), t.high_rxt.eq(0), t.rexmit_dup.eq(0),
+            t.sb.eq(0), t.high_rxt.eq(0), t.rexmit_dup.eq(0), t.rexmit_lost.eq(0),
             t.oow_sent.eq(0), t.ttl.eq(self.cfg.ip_ttl), t.dscp.eq(self.cfg.ip_dscp),
             t.icmp_reported.eq(0),
         ]

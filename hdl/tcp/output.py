@@ -144,7 +144,7 @@ def add_output_steps(e, o, backoff):
             fast_retransmit(e, o)
         with m.Elif(t.rexmit):
             # No hole below a SACKed range: new data, as the window allows.
-            m.d.sync += [t.rexmit.eq(0), t.rexmit_dup.eq(0)]
+            m.d.sync += [t.rexmit.eq(0), t.rexmit_dup.eq(0), t.rexmit_lost.eq(0)]
             e.enqueue()
         with m.Else():
             send_new(e, o, backoff)
@@ -159,7 +159,7 @@ def fast_retransmit(e, o):
     length = o.length
     fin_now = e.closing_sends_fin & t.fin_queued & seq_lt(t.snd_end, t.snd_max) & (
         (o.hole + length)[:32] == t.snd_end)
-    m.d.sync += t.rexmit.eq(0)
+    m.d.sync += [t.rexmit.eq(0), t.rexmit_lost.eq(0)]
     with m.If((length != 0) | fin_now):
         e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0), o.hole, pos=o.hole, length=length)
         scoreboard.resent(e, o, length + fin_now)

@@ -63,7 +63,8 @@ def on_timeout(e):
     the SACK scoreboard is cleared (RFC 6675 s5.1)."""
     t = e.t
     e.m.d.sync += [t.dupacks.eq(0), t.in_recovery.eq(0), t.recover.eq(t.snd_max),
-                   t.rexmit.eq(0), t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una)]
+                   t.rexmit.eq(0), t.rexmit_dup.eq(0), t.rexmit_lost.eq(0),
+                   t.high_rxt.eq(t.snd_una)]
     scoreboard.clear(e)
     _raise(e, CcEvent.RTO, flight=seq_diff(t.snd_max, t.snd_una), repeat=t.backoff != 0)
 
@@ -73,7 +74,7 @@ def _fast_retransmit(e):
     s3.2 step 2, RFC 6675 s5 (1)-(3)): the segment at SND.UNA goes again."""
     m, t = e.m, e.t
     m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1),
-                 t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una),
+                 t.rexmit_dup.eq(0), t.rexmit_lost.eq(0), t.high_rxt.eq(t.snd_una),
                  t.retransmits.eq(t.retransmits + 1), t.dupacks.eq(DUP_THRESH)]
     e.count("tcp_fast_retransmits")
     e.enqueue()
@@ -104,7 +105,8 @@ def classify_ack(e, ack, new_data):
             _raise(e, CcEvent.PARTIAL, acked=acked)
         with m.Elif(t.in_recovery):
             # Step 3: the full ACK ends recovery (and any hole still to resend).
-            m.d.sync += [t.in_recovery.eq(0), t.rexmit.eq(0), t.rexmit_dup.eq(0)]
+            m.d.sync += [t.in_recovery.eq(0), t.rexmit.eq(0), t.rexmit_dup.eq(0),
+                         t.rexmit_lost.eq(0)]
             _raise(e, CcEvent.EXIT, flight=seq_diff(t.snd_max, ack))
         with m.Elif(echo):
             ecn_reduce()
@@ -118,7 +120,13 @@ def classify_ack(e, ack, new_data):
             # The inflated window (step 4), or with SACK the smaller pipe, may let
             # new data go.
             e.enqueue()
-            with m.If(t.sack_ok):
+            with m.If(t.sack_ok & scoreboard.rexmit_lost(e)):
+                # The segment at SND.UNA went again and that retransmission is lost:
+                # once more, outside the pipe (hdl/tcp/scoreboard.py).
+                m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(0), t.rexmit_lost.eq(1),
+                             t.retransmits.eq(t.retransmits + 1)]
+                e.count("tcp_lost_rexmits")
+            with m.Elif(t.sack_ok):
                 # RFC 6675 s5 (C): the next hole below a SACKed range goes first
                 # (hdl/tcp/scoreboard.py; none: new data as the window allows).
                 m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(1)]

@@ -44,7 +44,7 @@ from .seq import seq_le, seq_lt
 
 __all__ = ["ScoreboardRegisters", "add_scoreboard_steps", "begin_merge", "clear",
            "hole_from", "hole_end", "resent", "is_lost", "pipe_bounds", "pipe_sacked",
-           "pipe_credit", "DUP_THRESH"]
+           "pipe_credit", "rexmit_lost", "DUP_THRESH"]
 
 #: RFC 5681 s3.2 and RFC 6675 s2: duplicate ACKs (or SACKed segments) that mean a loss.
 DUP_THRESH = 3
@@ -78,6 +78,18 @@ def is_lost(e):
     sacked = sum(sizes[1:], sizes[0])
     ranges = sum((t.sb[i].valid for i in range(1, n)), t.sb[0].valid.as_unsigned())
     return (sacked > (DUP_THRESH - 1) * t.snd_mss) | (ranges >= DUP_THRESH)
+
+
+def rexmit_lost(e):
+    """A duplicate ACK in a recovery with SACK says the retransmission at SND.UNA is
+    lost: SND.UNA went again in this recovery (it lies below HighRxt), and the ACK's
+    first block (the latest segment, RFC 2018 s4) reaches DupThresh segments beyond
+    SND.MAX as it was when the last hole went (``rxt_fence``), i.e. data sent after
+    that retransmission has arrived: IsLost (RFC 6675 s4) for the retransmission, in
+    sequence space (RACK's rule, RFC 8985 s6.2, without its timestamps)."""
+    t, opts = e.t, e.s.tcp_options
+    return ((opts.sack_count != 0) & seq_lt(t.snd_una, t.high_rxt)
+            & seq_le(t.rxt_fence, opts.sack[0].right))
 
 
 def clear(e):
@@ -167,7 +179,8 @@ def hole_from(e, o):
     """Step ``output_hole``: where the next retransmission starts, max(HighRxt,
     SND.UNA) moved past the range that holds it (registered in ``o.hole``)."""
     m, t = e.m, e.t
-    p = Mux(t.sack_ok & seq_lt(t.snd_una, t.high_rxt), t.high_rxt, t.snd_una)
+    p = Mux(t.sack_ok & seq_lt(t.snd_una, t.high_rxt) & ~t.rexmit_lost, t.high_rxt,
+            t.snd_una)
     hole = p
     for i in range(e.cfg.sack_ranges):
         r = t.sb[i]
@@ -252,7 +265,9 @@ def resent(e, o, length):
     with SACK the next hole is looked for at once (RFC 6675 s5 (C): while cwnd - pipe
     allows), within the pipe."""
     m, t = e.m, e.t
-    m.d.sync += t.high_rxt.eq((o.hole + length)[:32])
-    m.d.sync += t.rexmit_dup.eq(0)
+    end = (o.hole + length)[:32]
+    # A lost retransmission resent at SND.UNA leaves HighRxt where it was.
+    m.d.sync += t.high_rxt.eq(Mux(t.rexmit_lost & seq_lt(end, t.high_rxt), t.high_rxt, end))
+    m.d.sync += [t.rexmit_dup.eq(0), t.rxt_fence.eq(t.snd_max + DUP_THRESH * t.snd_mss)]
     with m.If(t.sack_ok & t.in_recovery):
         m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(1)]

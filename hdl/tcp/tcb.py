@@ -98,6 +98,11 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
                                config.sack_ranges),
         "high_rxt": 32,
         "rexmit_dup": 1,
+        # A lost retransmission (hdl/tcp/scoreboard.py): data SACKed at or beyond
+        # ``rxt_fence`` was sent after the last hole went again; ``rexmit_lost``: the
+        # segment at SND.UNA goes once more.
+        "rxt_fence": 32,
+        "rexmit_lost": 1,
         "sent_at": 32,  # when new data last went (RFC 5681 s4.1 restart after idle)
         # RFC 5961 s7: when the last challenge or out-of-window ACK went (now_us >> 8),
         # valid with ``oow_sent``.

@@ -34,8 +34,8 @@ WIRES = {
     "loss_5pct": Impairment(loss=0.05, seed=7),
 }
 COUNTERS = ("tcp_out_of_order", "tcp_sack_acks", "tcp_dsack_acks", "tcp_delayed_acks",
-            "tcp_retransmits", "tcp_fast_retransmits", "tcp_sack_rexmits", "tcp_ooo_dropped",
-            "tcp_paws_drops")
+            "tcp_retransmits", "tcp_fast_retransmits", "tcp_sack_rexmits", "tcp_lost_rexmits",
+            "tcp_ooo_dropped", "tcp_paws_drops")
 
 
 def _kernel_retransmits(nic: VirtualNic) -> int:

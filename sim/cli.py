@@ -132,11 +132,14 @@ def _cwnd_trace(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from toe.boards.synth import synthesize
+    from toe.boards.synth import synthesize, synthesize_mac
     from toe.sim.bench import SYNTH_CONFIG
 
-    config = SYNTH_CONFIG.replace(data_bytes=args.width, connections=args.connections)
-    result = synthesize(config, Path("build/synth") / f"w{args.width}-c{args.connections}")
+    if args.mac:
+        result = synthesize_mac(args.width, Path("build/synth") / f"mac-w{args.width}")
+    else:
+        config = SYNTH_CONFIG.replace(data_bytes=args.width, connections=args.connections)
+        result = synthesize(config, Path("build/synth") / f"w{args.width}-c{args.connections}")
     result.pop("utilization", None)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     synth = sub.add_parser("synth", help="synthesize the engine for an ECP5 LFE5U-85F-8")
     synth.add_argument("--width", type=int, default=8)
     synth.add_argument("--connections", type=int, default=64)
+    synth.add_argument("--mac", action="store_true",
+                       help="the MAC layer alone (both clocks at 125 MHz), not the engine")
     synth.add_argument("--out", default="build/synth.json")
     synth.set_defaults(func=_synth)
 

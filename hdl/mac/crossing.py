@@ -1,8 +1,9 @@
 """Clock-domain crossings between the PHY clock and the core clock, one per direction.
 
-Both are ``amaranth.lib.fifo.AsyncFIFO`` queues of whole beats (Gray-coded pointers, two
-synchroniser stages each way).  RX: the wire cannot be held back, so a frame that meets
-a full queue is cut and marked (or dropped whole).  TX: the wire cannot pause mid-frame
+Both are ``amaranth.lib.fifo`` asynchronous queues of whole beats (Gray-coded pointers,
+two synchroniser stages each way; TX's with an output register, ``AsyncFIFOBuffered``).
+RX: the wire cannot be held back, so a frame that meets a full queue is cut and marked
+(or dropped whole).  TX: the wire cannot pause mid-frame
 either, so a frame is released to the MAC only once all of it is in the queue: a second,
 small AsyncFIFO carries one token per complete frame (the frame-count FIFO).
 """
@@ -151,7 +152,11 @@ class TxCrossing(wiring.Component):
         core = m.d[self._core_domain]
         phy = m.d[self._phy_domain]
 
-        m.submodules.queue = queue = fifo.AsyncFIFO(
+        # Buffered: the beat the gearbox reads comes from a register, not straight from
+        # the block RAM, whose clock-to-output delay (4.3 ns on the ECP5), followed by
+        # the gearbox's last-lane choice and the read pointer's increment back into the
+        # RAM's address, made the PHY domain's critical path (docs/mac.md, "Timing").
+        m.submodules.queue = queue = fifo.AsyncFIFOBuffered(
             width=layout.size, depth=self._depth,
             w_domain=self._core_domain, r_domain=self._phy_domain)
         m.submodules.frames = frames = fifo.AsyncFIFO(

@@ -11,8 +11,12 @@ the sender saw them), every retransmission is an episode:
   that covers it, leaving out every sample with a retransmission in between.
 
 A retransmission more than ``timeout_rtts`` round trips after the ACK before it counts
-as a timeout.  Episodes that overlap (several holes of one window) are reported each
-with its own time; ``episodes`` is their number.
+as a timeout.  Timeouts are also counted by what was lost: ``timeouts_resent``, a
+segment already resent once (a lost retransmission); ``timeouts_at_recovery_point``,
+the segment at SND.MAX as it was when an earlier fast retransmission left (the first
+segment sent in that recovery: RFC 6582's ``recover``).  Episodes that overlap
+(several holes of one window) are reported each with its own time; ``episodes`` is
+their number.
 """
 
 from bisect import bisect_right
@@ -41,11 +45,15 @@ class RecoveryStats:
     median_rtts: float
     max_rtts: float
     unrepaired: int
+    timeouts_resent: int = 0
+    timeouts_at_recovery_point: int = 0
 
     def as_dict(self) -> dict:
         return {"rtt_ms": round(self.rtt_s * 1e3, 3), "episodes": self.episodes,
                 "timeouts": self.timeouts, "median_rtts": round(self.median_rtts, 2),
-                "max_rtts": round(self.max_rtts, 2), "unrepaired": self.unrepaired}
+                "max_rtts": round(self.max_rtts, 2), "unrepaired": self.unrepaired,
+                "timeouts_resent": self.timeouts_resent,
+                "timeouts_at_recovery_point": self.timeouts_at_recovery_point}
 
 
 def recovery_from_segments(data: list[tuple[float, int, int]], acks: list[tuple[float, int]],
@@ -63,9 +71,9 @@ def recovery_from_segments(data: list[tuple[float, int, int]], acks: list[tuple[
             snd_max = end
         else:
             resent.add(seq)
-            retransmissions.append((time, seq, end))
+            retransmissions.append((time, seq, end, snd_max))
     ack_times = [t for t, _ in acks]
-    resend_times = [t for t, _, _ in retransmissions]
+    resend_times = [t for t, *_ in retransmissions]
     samples = []
     j = 0
     for seq, (sent, end) in sorted(first_send.items(), key=lambda kv: kv[1]):
@@ -81,13 +89,22 @@ def recovery_from_segments(data: list[tuple[float, int, int]], acks: list[tuple[
                 break
     rtt = median(samples) if samples else 0.0
     times, timeouts, unrepaired = [], 0, 0
-    for sent, _seq, end in retransmissions:
+    again, at_point = 0, 0
+    seen: set[int] = set()  # segments resent so far
+    points: set[int] = set()  # SND.MAX at each fast retransmission so far
+    for sent, seq, end, high in retransmissions:
         last = bisect_right(ack_times, sent) - 1
         if last < 0:
+            seen.add(seq)
             continue
         detected = ack_times[last]
         if rtt and sent - detected > timeout_rtts * rtt:
             timeouts += 1
+            again += seq in seen
+            at_point += seq in points
+        elif seq not in seen:
+            points.add(high)
+        seen.add(seq)
         repaired = next((t for t, ack in acks[last + 1:]
                          if t > sent and (ack == end or _after(ack, end))), None)
         if repaired is None:
@@ -96,7 +113,8 @@ def recovery_from_segments(data: list[tuple[float, int, int]], acks: list[tuple[
         times.append((repaired - detected) / rtt if rtt else 0.0)
     return RecoveryStats(rtt_s=rtt, episodes=len(retransmissions), timeouts=timeouts,
                          median_rtts=median(times) if times else 0.0,
-                         max_rtts=max(times) if times else 0.0, unrepaired=unrepaired)
+                         max_rtts=max(times) if times else 0.0, unrepaired=unrepaired,
+                         timeouts_resent=again, timeouts_at_recovery_point=at_point)
 
 
 def recovery_stats(pcap: Path, sender_ip: str, sender_port: int | None = None,

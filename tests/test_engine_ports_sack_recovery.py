@@ -348,3 +348,33 @@ def test_lost_retransmission_of_a_later_hole():
         assert rcv == 40, "the transfer stalled until the timer"
         assert b.counters["tcp_retransmits"] == 0
     run(body, CC)
+
+
+def test_loss_at_the_recovery_point_starts_a_new_recovery():
+    """RFC 6675 s5 (2.a) with s5.1: with SACK, a new recovery may start once the
+    cumulative ACK has reached the old RecoveryPoint (HighACK >= RecoveryPoint), not
+    only beyond it as RFC 6582's step 1 asks of NewReno.  Segment 1 is lost and
+    repaired; the first segment sent after recovery began is lost too (23: segment 0's
+    ACK sent 20, limited transmit 21 and 22, so the recovery point is 23), and the ACK
+    that ends recovery is exactly ``recover``.  The duplicate ACKs that follow start
+    fast retransmit of 23, not a wait for the timer."""
+    async def body(b):
+        c = await _window(b)
+        rcv, sent = await _wire(b, c, drops={(1, 1), (23, 1)})
+        assert (sent[1], sent[23]) == (2, 2)
+        assert rcv == 40, "the transfer stalled until the timer"
+        assert b.counters["tcp_fast_retransmits"] == 2
+        assert b.counters["tcp_retransmits"] == 0
+    run(body, CC)
+
+
+def test_without_sack_the_recovery_point_holds_fast_retransmit_back():
+    """RFC 6582 s3.2 step 1: without SACK the same duplicate ACKs at ``recover`` do
+    not start a second fast retransmit (they may be the echo of the first recovery's
+    retransmissions); segment 23 waits for the timer."""
+    async def body(b):
+        c = await _window(b, sack=False)
+        rcv, sent = await _wire(b, c, drops={(1, 1), (23, 1)})
+        assert (sent[1], sent[23], rcv) == (2, 1, 23)
+        assert b.counters["tcp_fast_retransmits"] == 1
+    run(body, CC)

@@ -69,3 +69,17 @@ def test_from_a_capture(tmp_path):
     wrpcap(str(tmp_path / "t.pcap"), frames)
     stats = recovery_stats(tmp_path / "t.pcap", "10.0.0.2", 80)
     assert stats.episodes == 1 and 1.0 <= stats.median_rtts <= 1.02
+
+
+def test_timeouts_by_what_was_lost():
+    """A timeout is sorted by its segment: one resent before (a lost retransmission),
+    or the segment at SND.MAX as it was when an earlier fast retransmit left (the
+    first segment sent in that recovery)."""
+    data, acks = _transfer(lost=10, retransmit_after=1e-4)
+    fast = next(t for t, seq, _ in data if seq == 10 * MSS and t > 0.02)
+    high = max(seq + n for t, seq, n in data if t < fast)
+    late = max(t for t, _ in acks) + 0.2
+    data = sorted(data + [(late, high, MSS), (late + 0.2, 10 * MSS, MSS)])
+    stats = recovery_from_segments(data, acks)
+    assert stats.timeouts == 2
+    assert (stats.timeouts_at_recovery_point, stats.timeouts_resent) == (1, 1)

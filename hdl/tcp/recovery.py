@@ -12,20 +12,20 @@ SND.UNA and the same window.  The first two each let one new segment beyond cwnd
 (limited transmit: :mod:`hdl.tcp.output` adds ``dupacks`` * SMSS to cwnd); the third,
 or with SACK an earlier one whose blocks make IsLost(SND.UNA) true (RFC 6675 s5, step
 ``sack_lost``), starts fast retransmit if SEG.ACK is beyond ``recover`` (RFC 6582 s3.2
-step 1):
+step 1; with SACK at or beyond it, RFC 6675 s5.1):
 ``recover`` = SND.MAX, the segment at SND.UNA is sent again by the output routine
 (``rexmit``), and recovery lasts until an ACK covers ``recover``.  In recovery a
 partial ACK sends the next segment at SND.UNA again at once (RFC 6582 s3.2 step 5).  A
 timeout ends recovery and sets ``recover`` = SND.MAX (RFC 6582 s4).
 """
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 
 from . import scoreboard
 from .congestion import CcEvent
 from .event_context import EventSource
 from .scoreboard import DUP_THRESH
-from .seq import seq_diff, seq_lt
+from .seq import seq_diff, seq_le, seq_lt
 
 __all__ = ["CongestionRegisters", "add_recovery_steps", "classify_ack", "on_timeout",
            "on_open"]
@@ -113,6 +113,10 @@ def classify_ack(e, ack, new_data):
         with m.Else():
             _raise(e, CcEvent.ACK, acked=acked)
     with m.Else():
+        # RFC 6582 s3.2 step 1: a new recovery only beyond ``recover``; with SACK,
+        # RFC 6675 s5.1: once HighACK >= RecoveryPoint, so that a loss of the first
+        # segment sent in a recovery is repaired without the timer.
+        beyond = Mux(t.sack_ok, seq_le(t.recover, ack), seq_lt(t.recover, ack))
         duplicate = ((ack == t.snd_una) & (t.snd_max != t.snd_una)
                      & (s.tcp_payload_len == 0) & ~e.f_syn & ~e.f_fin
                      & (e.seg_wnd == t.snd_wnd))
@@ -134,14 +138,14 @@ def classify_ack(e, ack, new_data):
         with m.Elif(duplicate):
             with m.If(t.dupacks != 3):
                 m.d.sync += t.dupacks.eq(t.dupacks + 1)
-            with m.If((t.dupacks == DUP_THRESH - 1) & seq_lt(t.recover, ack)):
+            with m.If((t.dupacks == DUP_THRESH - 1) & beyond):
                 # The third: fast retransmit (RFC 5681 s3.2 steps 2-3).
                 _fast_retransmit(e)
             with m.Elif(echo):
                 ecn_reduce()
             with m.Elif(t.dupacks < DUP_THRESH - 1):
                 e.enqueue()  # limited transmit (RFC 3042)
-                with m.If(t.sack_ok & seq_lt(t.recover, ack)):
+                with m.If(t.sack_ok & beyond):
                     # RFC 6675 s5: its SACK blocks may say SND.UNA is lost already.
                     m.d.sync += e.sb.check_lost.eq(1)
 

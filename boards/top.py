@@ -16,17 +16,23 @@ A thin IO/clock wrapper around the portable core (Corundum's fpga / fpga_core sp
   one (ECPIX-5, ButterStick) the host link's EtherType is split off port 0 before the engine's
   parser and its frames merged with the engine's on TX.
 - LEDs: link (port 0 in-band status), activity (frames either way, stretched to 50 ms).
-- MDIO is not driven: the PHYs come up from their straps (auto-negotiation on).
+- The PHYs come up from their straps (auto-negotiation on).  Port 0's management pins
+  (``mdc``/``mdio`` of ``eth_rgmii`` 0, or the ``eth_mgmt`` resource the Colorlight's
+  two PHYs share) are driven by an IEEE 802.3 clause 22 MDIO master
+  (:class:`toe.hdl.mac.mdio.MdioMaster`), reached through the board's registers
+  (:class:`~toe.boards.board_registers.BoardRegisters`, 0x30..0x3F of the register bus,
+  beside the engine's); nothing is written to the PHYs unless the host asks.
 
 ``BoardTop(board, config, simulation=True)`` is the same design for a simulator
 (``tests/test_board_sim.py``): elaborated with no platform, the EHXPLLL is replaced by
 a direct clock (the ``clk`` and ``rst`` ports are the PLL's output and the reset
-button), each pin of the board's resources (``eth_rgmii``, ``eth_mgmt``) is a top-level
-port named ``eth<N>_<subsignal>`` (``eth0_rx_clk``, ``eth0_tx_ctrl`` on the ECPIX-5,
-``mgmt_rst``...), :class:`RgmiiPhy` uses its behavioural DDR cells and leaves the
-DELAYGs out (a delay has no meaning without wire timing), and the LEDs are the
-``led_link``/``led_act`` ports.  Everything between the pins and the clock is the
-hardware design.
+button), each pin of the board's resources (``eth_rgmii``, ``eth_mgmt``) that the
+design uses is a top-level port named ``eth<N>_<subsignal>`` (``eth0_rx_clk``,
+``eth0_tx_ctrl`` and ``eth0_mdio`` on the ECPIX-5) or ``mgmt_<subsignal>``
+(``mgmt_rst``, ``mgmt_mdc``, ``mgmt_mdio`` on the Colorlight), :class:`RgmiiPhy` uses
+its behavioural DDR cells and leaves the DELAYGs out (a delay has no meaning without
+wire timing), and the LEDs are the ``led_link``/``led_act`` ports.  Everything between
+the pins and the clock is the hardware design.
 """
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
@@ -37,10 +43,12 @@ from amaranth.lib.wiring import In, Out
 from toe.hdl.config import ToeConfig
 from toe.hdl.core import ToeCore
 from toe.hdl.mac.mac import EthernetMac
+from toe.hdl.mac.mdio import clk_div_for
 from toe.hdl.mac.rgmii import RgmiiPhy
 from toe.hdl.tx.arbiter import FrameArbiter
 from toe.host.packet_transport import ETHERTYPE
 
+from .board_registers import BoardRegisters
 from .frame_fifo import EtherTypeSplitter, FrameFilter
 from .host_link import HostLinkBridge
 from .platforms import BOARDS, BoardInfo
@@ -160,8 +168,13 @@ class BoardTop(wiring.Component):
         wiring.connect(m, link.host_tx, core.host_tx)
         wiring.connect(m, core.evt, link.evt)
         wiring.connect(m, core.host_rx, link.host_rx)
+        # The register bus: the engine's registers, and the board's window beside them.
+        m.submodules.board_regs = regs = BoardRegisters(clk_div_for(info.core_mhz))
         m.d.comb += [core.csr_addr.eq(link.csr_addr), core.csr_wdata.eq(link.csr_wdata),
-                     core.csr_we.eq(link.csr_we), link.csr_rdata.eq(core.csr_rdata)]
+                     core.csr_we.eq(link.csr_we),
+                     regs.addr.eq(link.csr_addr), regs.wdata.eq(link.csr_wdata),
+                     regs.we.eq(link.csr_we), regs.core_rdata.eq(core.csr_rdata),
+                     link.csr_rdata.eq(regs.rdata)]
 
         # The time base: one pulse a microsecond.
         per_us = round(info.core_mhz)
@@ -198,9 +211,15 @@ class BoardTop(wiring.Component):
         m.d.comb += phy_in_reset.eq(phy_reset_count < hold)
         with m.If(phy_in_reset):
             m.d.sync += phy_reset_count.eq(phy_reset_count + 1)
-        rst_port = (self._request(platform, info.mgmt, 0).rst if info.mgmt else pins0.rst)
-        m.submodules.phy_rst = phy_rst = io.Buffer("o", rst_port)
+        mgmt = self._request(platform, info.mgmt, 0) if info.mgmt else pins0
+        m.submodules.phy_rst = phy_rst = io.Buffer("o", mgmt.rst)
         m.d.comb += phy_rst.o.eq(phy_in_reset)
+
+        # MDIO: port 0's PHY (on the Colorlight, the bus both PHYs share).
+        m.submodules.mdc_buf = mdc = io.Buffer("o", mgmt.mdc)
+        m.submodules.mdio_buf = mdio = io.Buffer("io", mgmt.mdio)
+        m.d.comb += [mdc.o.eq(regs.mdc), mdio.o.eq(regs.mdio_o), mdio.oe.eq(regs.mdio_oe),
+                     regs.mdio_i.eq(mdio.i)]
 
         # LEDs: link, and activity stretched to 50 ms.
         stretch = int(50e-3 * info.core_mhz * 1e6)

@@ -5,9 +5,15 @@ the register file from these tables; software (the host driver, the virtual NIC,
 testbench) imports them from here, without Amaranth.  The counter names
 (:data:`hdl.csr.COUNTERS`) are collected from the gateware's own lists and stay in
 :mod:`hdl.csr`; they start at :data:`COUNTER_BASE`.
+
+:data:`BOARD_REGISTERS` are the board top's own (``boards/board_registers.py``), in the
+window :data:`BOARD_BASE` .. :data:`BOARD_END` - 1 that the engine leaves unmapped (it
+reads 0 there): they exist only on a board, not in the engine alone or the virtual NIC.
 """
 
-__all__ = ["REGISTERS", "COUNTER_BASE", "ID_VALUE", "key_register_writes"]
+__all__ = ["REGISTERS", "COUNTER_BASE", "ID_VALUE", "key_register_writes",
+           "BOARD_REGISTERS", "BOARD_BASE", "BOARD_END", "MDIO_BUSY", "MDIO_READ_DONE",
+           "MDIO_NO_ANSWER", "MDIO_IGNORED", "mdio_command"]
 
 ID_VALUE = 0x544F_4501  # "TOE", version 1
 
@@ -36,6 +42,36 @@ REGISTERS = {
 
 #: The address of the first counter (``hdl.csr.COUNTERS`` in address order).
 COUNTER_BASE = 0x40
+
+#: The board's register window: BOARD_BASE <= address < BOARD_END.
+BOARD_BASE = 0x30
+BOARD_END = 0x40
+
+#: name -> (word address, access); the board top's registers (not the engine's).
+BOARD_REGISTERS = {
+    # Write: bits 15:0 data, 20:16 REGAD, 25:21 PHYAD, 26 write (1) or read (0); starts
+    # an IEEE 802.3 clause 22 frame (ignored while one runs: MDIO_IGNORED).
+    "mdio_cmd": (0x30, "w"),
+    # Read: MDIO_* flags in bits 31:28, the last read's data in bits 15:0.
+    "mdio_status": (0x31, "r"),
+}
+
+#: mdio_status bit 31: a frame is under way.
+MDIO_BUSY = 1 << 31
+#: mdio_status bit 30: a read has completed since the last accepted command.
+MDIO_READ_DONE = 1 << 30
+#: mdio_status bit 29: the last read's second TA bit was 1: no PHY answered.
+MDIO_NO_ANSWER = 1 << 29
+#: mdio_status bit 28: a command was written while busy and ignored (since the last
+#: accepted command).
+MDIO_IGNORED = 1 << 28
+
+
+def mdio_command(phy: int, reg: int, *, write: bool = False, value: int = 0) -> int:
+    """The ``mdio_cmd`` word of a read (or a write of ``value``) of ``reg`` of ``phy``."""
+    if not (0 <= phy < 32 and 0 <= reg < 32 and 0 <= value < 1 << 16):
+        raise ValueError("PHYAD and REGAD are 5 bits, the data 16")
+    return value | reg << 16 | phy << 21 | int(write) << 26
 
 
 def key_register_writes(isn_key: bytes, hash_key: bytes) -> list[tuple[int, int]]:

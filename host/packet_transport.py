@@ -19,6 +19,9 @@ transport extends: only the carriage differs.
   CSRR of the ``id`` register, a fence: the board answers CSRRs in order after carrying
   out everything before them, so its CSRV returns the frame's place in the window.
 - The link's own counters (:data:`LINK_STATS_FIELDS`) answer :meth:`stats`.
+- The board's registers (:data:`~toe.hdl.csr_map.BOARD_REGISTERS`, 0x30..0x3F) are read
+  and written as the engine's; :meth:`~PacketTransport.mdio_read` and
+  :meth:`~PacketTransport.mdio_write` reach a PHY's clause-22 registers through them.
 - Frames from the board are read from the socket in the asyncio loop; a lost frame is
   not sent again (the link is a cable to a board, not a network).
 """
@@ -33,7 +36,14 @@ from dataclasses import fields
 from typing import Any
 
 from toe.hdl.config import ToeConfig
-from toe.hdl.csr_map import REGISTERS
+from toe.hdl.csr_map import (
+    BOARD_REGISTERS,
+    MDIO_BUSY,
+    MDIO_IGNORED,
+    MDIO_READ_DONE,
+    REGISTERS,
+    mdio_command,
+)
 
 from .api import Engine
 from .socket_transport import Message, SocketTransport
@@ -121,6 +131,7 @@ class PacketTransport(SocketTransport):
         super().__init__(reader, writer, config, hello)
         self.sock = sock
         self.board_mac = board_mac
+        self._mdio_lock = asyncio.Lock()
 
     def send_tx_writes(self, writes: list[tuple[int, bytes]]) -> None:
         chunks = []
@@ -136,6 +147,33 @@ class PacketTransport(SocketTransport):
         values = await self._stats_answers.get()
         return {name: values.get(old, 0) for name, old in zip(
             LINK_STATS_FIELDS, list(values), strict=False)}
+
+    async def mdio_read(self, phy: int, reg: int) -> int:
+        """Register ``reg`` of the PHY at address ``phy`` (IEEE 802.3 clause 22), through
+        the board's ``mdio_cmd`` and ``mdio_status``.  No PHY at ``phy``: 0xFFFF (the
+        line's pull-up; ``mdio_status`` also sets MDIO_NO_ANSWER)."""
+        word = await self._mdio(mdio_command(phy, reg))
+        if not word & MDIO_READ_DONE:
+            raise ConnectionError(f"MDIO read of PHY {phy} register {reg}: no data")
+        return word & 0xFFFF
+
+    async def mdio_write(self, phy: int, reg: int, value: int) -> None:
+        """Write ``value`` to register ``reg`` of the PHY at ``phy`` (clause 22); returns
+        when the frame has gone out."""
+        await self._mdio(mdio_command(phy, reg, write=True, value=value))
+
+    async def _mdio(self, command: int, polls: int = 100) -> int:
+        """Write ``mdio_cmd`` and read ``mdio_status`` until the frame is done (one
+        frame takes 33 us at the 50 MHz core: the first poll usually finds it done)."""
+        async with self._mdio_lock:
+            await self.write_registers([(BOARD_REGISTERS["mdio_cmd"][0], command)])
+            for _ in range(polls):
+                word = await self.read_register(BOARD_REGISTERS["mdio_status"][0])
+                if word & MDIO_IGNORED:
+                    raise ConnectionError("the board's MDIO master was busy")
+                if not word & MDIO_BUSY:
+                    return word
+            raise TimeoutError("the board's MDIO master stayed busy")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

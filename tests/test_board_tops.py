@@ -138,6 +138,57 @@ def test_clock_constraints(lpf, board):
         assert f'FREQUENCY NET "phy{n}.eth{n}_rxc" 125000000.0 HZ' in text
 
 
+#: Each board's MDC and MDIO pins: port 0's PHY (on the Colorlight the bus both share).
+MDIO_PINS = {
+    "ecpix5-85": ("eth_rgmii_0", "C11", "A13"),
+    "colorlight-i9": ("eth_mgmt_0", "N5", "P5"),
+    "butterstick": ("eth_rgmii_0", "A19", "D16"),
+}
+
+
+def _rtlil_module(text, name):
+    found = re.search(rf"\nmodule {re.escape(name)}\n(.*?)\nend\n", text, re.S)
+    return found.group(1) if found else ""
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_mdio_pins_driven_by_the_board_top(plans, lpf, board):
+    """IEEE 802.3 s22.2.2.13/s22.2.2.11: MDC is an output of the station and MDIO
+    bidirectional.  On each board the top's ``mdc_buf`` drives the MDC pin through an
+    output buffer and ``mdio_buf`` the MDIO pin through a tristate one (ECP5 OBZ, BB),
+    at the board's sites."""
+    resource, mdc_site, mdio_site = MDIO_PINS[board]
+    mdc, mdio = f"{resource}__mdc__io", f"{resource}__mdio__io"
+    assert _site(lpf[board], mdc) == mdc_site
+    assert _site(lpf[board], mdio) == mdio_site
+    il = plans[board].files["top.il"]
+    out = _rtlil_module(il, r"\top.mdc_buf.buf")
+    assert re.search(rf"cell \\OBZ .*?connect \\O \\{re.escape(mdc)} ", out, re.S), board
+    bidir = _rtlil_module(il, r"\top.mdio_buf.buf")
+    assert re.search(rf"cell \\BB .*?connect \\B \\{re.escape(mdio)} ", bidir, re.S), board
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_simulation_top_has_the_mdio_ports(board):
+    """The board top for a simulator (``simulation=True``) still elaborates, and the
+    MDIO master reaches its pins: ``eth0_mdc`` (out) and ``eth0_mdio`` (inout), or
+    ``mgmt_mdc``/``mgmt_mdio`` on the Colorlight, whose PHYs share ``eth_mgmt``; the
+    pins of the RGMII port and the PHY reset stay as they were."""
+    from amaranth.back import rtlil
+
+    from toe.boards.top import BoardTop
+
+    text = rtlil.convert(BoardTop(board, ToeConfig(connections=8), simulation=True),
+                         name="top")
+    ports = {name: kind for kind, name in re.findall(
+        r"wire width \d+ (input|output|inout) \d+\s+\\(\w+)\n", _rtlil_module(text, r"\top"))}
+    prefix = "mgmt" if BOARDS[board].mgmt else "eth0"
+    assert ports[f"{prefix}_mdc"] == "output"
+    assert ports[f"{prefix}_mdio"] == "inout"
+    assert ports[f"{prefix}_rst"] == "output"
+    assert ports["eth0_rx_clk"] == "input" and ports["eth0_tx_clk"] == "output"
+
+
 def test_subsignal_spellings():
     """tx_ctrl/rx_ctrl on the ECPIX-5, tx_ctl/rx_ctl on the Colorlight and the
     ButterStick."""

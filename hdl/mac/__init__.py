@@ -79,6 +79,17 @@ Public interface (stable; the board tops in ``boards/`` instantiate these)
     - ``link_up``, ``link_speed`` (2), ``full_duplex``: ``Out``: the PHY's in-band status,
       synchronised into ``core_domain`` for a register.
 
+``toe.hdl.mac.mdio.MdioMaster(clk_div=DEFAULT_CLK_DIV)``
+    IEEE 802.3 clause 22 management frames on MDC/MDIO, in the core domain (``sync``),
+    apart from the data path.  ``clk_div``: system cycles per half MDC period (at least
+    2; ``clk_div_for(core_mhz)`` gives at most 2 MHz, 13 at 50 MHz).
+
+    Ports: ``start`` (strobe; ignored while ``busy``, reported by the ``ignored``
+    strobe) with ``write``, ``phy`` (5), ``reg`` (5), ``wdata`` (16); ``busy``, ``done``
+    (strobe), ``rdata`` (16) with the ``rdata_valid`` strobe, ``no_answer``; the pins as
+    plain signals ``mdc``, ``mdio_o``, ``mdio_oe`` (out) and ``mdio_i`` (in), for
+    ``io.Buffer("o")`` and ``io.Buffer("io")``.
+
 ``toe.hdl.mac.gmii``: ``gmii_signature`` and ``phy_status_signature`` (the two
 interfaces above), seen from the PHY side (``Out`` members are driven by the PHY).
 

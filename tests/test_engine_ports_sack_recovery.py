@@ -34,6 +34,32 @@ def _ranges(b, c):
                   for r in b.tcb(c.id)["sb"] if r["valid"])
 
 
+def _receive(k, rcv, sacked):
+    """The peer takes segment ``k``: returns its new cumulative point, ``sacked`` (the
+    segments held beyond it) updated."""
+    if k == rcv:
+        rcv += 1
+        while rcv in sacked:
+            sacked.discard(rcv)
+            rcv += 1
+    elif k > rcv:
+        sacked.add(k)
+    return rcv
+
+
+def _blocks(sacked, k):
+    """The peer's SACK blocks as [start, end) segments, the one holding the latest
+    segment ``k`` first (RFC 2018 s4)."""
+    runs = []
+    for s in sorted(sacked):
+        if runs and runs[-1][1] == s:
+            runs[-1][1] = s + 1
+        else:
+            runs.append([s, s + 1])
+    runs.sort(key=lambda r: not r[0] <= k < r[1])
+    return runs
+
+
 async def _arrivals(b, c, arrived, lost):
     """The peer receives segments 0..19 but ``lost`` and answers each as a SACK
     receiver does (RFC 2018 s4: the first block holds the latest segment); returns the
@@ -217,20 +243,8 @@ async def _recovery_by_pipe(b, lost):
     for k in range(20):
         if k in lost:
             continue
-        if k == rcv:
-            rcv += 1
-            while rcv in sacked:
-                sacked.discard(rcv)
-                rcv += 1
-        else:
-            sacked.add(k)
-        runs = []  # the peer's blocks, the latest first (RFC 2018 s4)
-        for s in sorted(sacked):
-            if runs and runs[-1][1] == s:
-                runs[-1][1] = s + 1
-            else:
-                runs.append([s, s + 1])
-        runs.sort(key=lambda r: not r[0] <= k < r[1])
+        rcv = _receive(k, rcv, sacked)
+        runs = _blocks(sacked, k)
         before = _pipe(rcv, nxt, sacked, rexmitted)
         b.send(c.peer, "A", ack=_seq(c, rcv),
                sack=[(_seq(c, s), _seq(c, e)) for s, e in runs[:4]])
@@ -295,20 +309,8 @@ async def _wire(b, c, drops, segments=40):
         k = flight.pop(0)
         if (k, sent[k]) in drops:
             continue
-        if k == rcv:
-            rcv += 1
-            while rcv in sacked:
-                sacked.discard(rcv)
-                rcv += 1
-        elif k > rcv:
-            sacked.add(k)
-        runs = []
-        for s in sorted(sacked):
-            if runs and runs[-1][1] == s:
-                runs[-1][1] = s + 1
-            else:
-                runs.append([s, s + 1])
-        runs.sort(key=lambda r: not r[0] <= k < r[1])
+        rcv = _receive(k, rcv, sacked)
+        runs = _blocks(sacked, k)
         b.send(c.peer, "A", ack=_seq(c, rcv),
                sack=[(_seq(c, s), _seq(c, e)) for s, e in runs[:4]])
         for seg in await b.burst():

@@ -125,8 +125,10 @@ class Clause22Phy:
             ctx.set(pins.mdio_i, line)
 
 
-def simulate(dut, bench, phy: Clause22Phy):
-    sim = Simulator(dut)
+def simulate(dut, bench, phy: Clause22Phy, top=None):
+    """Run ``bench`` with ``phy`` on ``dut``'s pins; ``top``: the design to simulate,
+    if ``dut`` sits inside one."""
+    sim = Simulator(top if top is not None else dut)
     sim.add_clock(CLOCK_NS * 1e-9)
     sim.add_testbench(bench)
 
@@ -362,15 +364,7 @@ class _WithCore(Elaboratable):
 
 
 def _run_window(dut, bench, phy):
-    sim = Simulator(_WithCore(dut))
-    sim.add_clock(CLOCK_NS * 1e-9)
-    sim.add_testbench(bench)
-
-    async def model(ctx):
-        await phy.run(ctx, dut)
-
-    sim.add_testbench(model, background=True)
-    sim.run()
+    simulate(dut, bench, phy, top=_WithCore(dut))
 
 
 async def csr_read(ctx, dut, addr):

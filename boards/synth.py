@@ -63,7 +63,9 @@ def _run_flow(il_text: str, top: str, out_dir: Path, freq_mhz: float, seed: int)
     return json.loads(report_path.read_text()), synth_seconds, pnr_seconds
 
 
-def _figures(report: dict) -> dict:
+def _figures(report: dict, data_bytes: int, fmax, freq_mhz: float, synth_seconds: float,
+             pnr_seconds: float) -> dict:
+    """The figures both commands report, in this order (``fmax``: theirs)."""
     util = report["utilization"]
 
     def used(kind):
@@ -71,10 +73,15 @@ def _figures(report: dict) -> dict:
 
     return {
         "device": "LFE5U-85F-8CABGA381",
+        "data_bytes": data_bytes,
         "lut4": used("TRELLIS_COMB"),
         "flip_flops": used("TRELLIS_FF"),
         "block_rams": used("DP16KD"),
         "lut_ram": used("TRELLIS_RAMW"),
+        "fmax_mhz": fmax,
+        "target_mhz": freq_mhz,
+        "synth_seconds": round(synth_seconds, 1),
+        "pnr_seconds": round(pnr_seconds, 1),
     }
 
 
@@ -83,17 +90,11 @@ def synthesize(config: ToeConfig, out_dir: Path, freq_mhz: float = 125.0,
     """Synthesize, place and route ``config``'s core; return the figures as a dict."""
     report, synth_seconds, pnr_seconds = _run_flow(
         rtlil.convert(ToeTop(config), name=TOP), TOP, out_dir, freq_mhz, seed)
-    fmax = report["fmax"]
-    clk = next((v for k, v in fmax.items() if re.search(r"clk", k)), None)
-    return {
-        **_figures(report),
-        "data_bytes": config.data_bytes,
-        "fmax_mhz": round(clk["achieved"], 2) if clk else None,
-        "target_mhz": freq_mhz,
-        "synth_seconds": round(synth_seconds, 1),
-        "pnr_seconds": round(pnr_seconds, 1),
-        "utilization": report["utilization"],
-    }
+    clk = next((v for k, v in report["fmax"].items() if re.search(r"clk", k)), None)
+    fmax = round(clk["achieved"], 2) if clk else None
+    return {**_figures(report, config.data_bytes, fmax, freq_mhz, synth_seconds,
+                       pnr_seconds),
+            "utilization": report["utilization"]}
 
 
 class MacAlone(wiring.Component):
@@ -132,12 +133,5 @@ def synthesize_mac(data_bytes: int, out_dir: Path, freq_mhz: float = 125.0,
     report, synth_seconds, pnr_seconds = _run_flow(
         rtlil.convert(MacAlone(data_bytes), name="mac_alone"), "mac_alone", out_dir,
         freq_mhz, seed)
-    fmax = report["fmax"]
-    return {
-        **_figures(report),
-        "data_bytes": data_bytes,
-        "fmax_mhz": {name: round(v["achieved"], 2) for name, v in sorted(fmax.items())},
-        "target_mhz": freq_mhz,
-        "synth_seconds": round(synth_seconds, 1),
-        "pnr_seconds": round(pnr_seconds, 1),
-    }
+    fmax = {name: round(v["achieved"], 2) for name, v in sorted(report["fmax"].items())}
+    return _figures(report, data_bytes, fmax, freq_mhz, synth_seconds, pnr_seconds)

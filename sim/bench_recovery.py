@@ -36,7 +36,7 @@ from scapy.layers.l2 import ARP
 from toe.hdl.csr import COUNTER_BASE, COUNTERS
 from toe.hdl.host_if import CommandOp, EventKind, SocketOption
 from toe.sim.host_port import HostPort
-from toe.sim.peer import tcp_payload
+from toe.sim.peer import sack_runs, tcp_payload
 from toe.sim.tcp_peer import ScriptedPeer
 from toe.sim.testbench import MacTestbench, artifacts_path
 
@@ -147,14 +147,7 @@ async def bench_recovery(dut):
             segs, latency = await r.answer(cum)
             continue
         held.append(k)
-        runs = []
-        for s in sorted(held):
-            if runs and runs[-1][1] == s:
-                runs[-1][1] = s + 1
-            else:
-                runs.append([s, s + 1])
-        runs.sort(key=lambda run, k=k: not run[0] <= k < run[1])
-        segs, latency = await r.answer(cum, [tuple(run) for run in runs[:4]])
+        segs, latency = await r.answer(cum, sack_runs(held, k)[:4])
         dupacks += 1
         if dupacks < 3 and segs:
             figures["limited_transmit"].append(latency)

@@ -7,7 +7,7 @@ from scapy.packet import Packet, Raw
 from toe.hdl.checksum import reference_sum
 from toe.hdl.config import ToeConfig
 
-__all__ = ["Peer", "checksums_ok", "mac_str", "ip_str"]
+__all__ = ["Peer", "checksums_ok", "mac_str", "ip_str", "sack_runs"]
 
 
 def mac_str(value: int) -> str:
@@ -34,6 +34,21 @@ def checksums_ok(frame: Packet) -> bool:
         pseudo = raw_ip[12:20] + bytes([0, 6]) + len(l4).to_bytes(2, "big")
         return reference_sum(pseudo + l4) == 0xFFFF
     return True
+
+
+def sack_runs(held, latest: int) -> list[tuple[int, int]]:
+    """A SACK receiver's blocks over the segment numbers ``held`` beyond its cumulative
+    ACK: the runs of consecutive numbers as [start, end) pairs, the one holding
+    ``latest`` (the segment just received) first, the others in ascending order
+    (RFC 2018 s4: the first block reports the most recent segment)."""
+    runs: list[list[int]] = []
+    for k in sorted(held):
+        if runs and runs[-1][1] == k:
+            runs[-1][1] = k + 1
+        else:
+            runs.append([k, k + 1])
+    runs.sort(key=lambda run: not run[0] <= latest < run[1])
+    return [(start, end) for start, end in runs]
 
 
 def tcp_payload(frame: Packet) -> bytes:

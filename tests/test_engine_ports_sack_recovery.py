@@ -10,6 +10,8 @@ once (cwnd 20 SMSS, in congestion avoidance) and segments are numbered from 0 at
 from engine_bench import BENCH_CONFIG, MOD, Peer, run
 from engine_fixtures import established
 
+from toe.sim.peer import sack_runs
+
 CC = BENCH_CONFIG.replace(tx_ring_bytes=1 << 16, initial_window=10)
 SMSS = 100
 
@@ -45,19 +47,6 @@ def _receive(k, rcv, sacked):
     elif k > rcv:
         sacked.add(k)
     return rcv
-
-
-def _blocks(sacked, k):
-    """The peer's SACK blocks as [start, end) segments, the one holding the latest
-    segment ``k`` first (RFC 2018 s4)."""
-    runs = []
-    for s in sorted(sacked):
-        if runs and runs[-1][1] == s:
-            runs[-1][1] = s + 1
-        else:
-            runs.append([s, s + 1])
-    runs.sort(key=lambda r: not r[0] <= k < r[1])
-    return runs
 
 
 async def _arrivals(b, c, arrived, lost):
@@ -244,7 +233,7 @@ async def _recovery_by_pipe(b, lost):
         if k in lost:
             continue
         rcv = _receive(k, rcv, sacked)
-        runs = _blocks(sacked, k)
+        runs = sack_runs(sacked, k)
         before = _pipe(rcv, nxt, sacked, rexmitted)
         b.send(c.peer, "A", ack=_seq(c, rcv),
                sack=[(_seq(c, s), _seq(c, e)) for s, e in runs[:4]])
@@ -310,7 +299,7 @@ async def _wire(b, c, drops, segments=40):
         if (k, sent[k]) in drops:
             continue
         rcv = _receive(k, rcv, sacked)
-        runs = _blocks(sacked, k)
+        runs = sack_runs(sacked, k)
         b.send(c.peer, "A", ack=_seq(c, rcv),
                sack=[(_seq(c, s), _seq(c, e)) for s, e in runs[:4]])
         for seg in await b.burst():
@@ -379,4 +368,50 @@ def test_without_sack_the_recovery_point_holds_fast_retransmit_back():
         rcv, sent = await _wire(b, c, drops={(1, 1), (23, 1)})
         assert (sent[1], sent[23], rcv) == (2, 1, 23)
         assert b.counters["tcp_fast_retransmits"] == 1
+    run(body, CC)
+
+
+async def _lost_first_retransmission(b):
+    """Segment 1 is lost, the peer SACKs 2..19, and the fast retransmission of 1 does
+    not arrive: the engine is in recovery with segments up to 29 sent and
+    ``rxt_fence`` at 26 (22 sent when 1 went again, + DupThresh)."""
+    c = await _window(b)
+    rcv, sacked, resent = 0, set(), 0
+    for k in range(20):
+        if k == 1:
+            continue
+        rcv = _receive(k, rcv, sacked)
+        b.send(c.peer, "A", ack=_seq(c, rcv),
+               sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
+        resent += sum(seg.seq == _seq(c, 1) for seg in await b.burst())
+    t = b.tcb(c.id)
+    assert resent == 1 and t["in_recovery"] == 1
+    assert ((t["rxt_fence"] - c.iss - 1) % MOD // SMSS,
+            (t["snd_max"] - c.iss - 1) % MOD // SMSS) == (26, 30)
+    return c
+
+
+def test_lost_retransmission_resent_once_for_several_acks():
+    """Two duplicate ACKs that both say the retransmission at SND.UNA is lost, arriving
+    before the output routine has resent it, resend it once and count it once
+    (``tcp_lost_rexmits``)."""
+    async def body(b):
+        c = await _lost_first_retransmission(b)
+        for right in (27, 28):
+            b.send(c.peer, "A", ack=_seq(c, 1), sack=[(_seq(c, 2), _seq(c, right))])
+        out = await b.burst()
+        assert sum(seg.seq == _seq(c, 1) for seg in out) == 1
+        assert b.counters["tcp_lost_rexmits"] == 1
+    run(body, CC)
+
+
+def test_sack_block_beyond_snd_max_does_not_resend():
+    """RFC 2018 s5 / RFC 6675 s3: a SACK block beyond SND.MAX reports data never sent;
+    it is not taken as news that the retransmission at SND.UNA was lost."""
+    async def body(b):
+        c = await _lost_first_retransmission(b)
+        b.send(c.peer, "A", ack=_seq(c, 1), sack=[(_seq(c, 2), _seq(c, 40))])
+        out = await b.burst()
+        assert all(seg.seq != _seq(c, 1) for seg in out)
+        assert b.counters["tcp_lost_rexmits"] == 0
     run(body, CC)

@@ -144,7 +144,7 @@ def add_output_steps(e, o, backoff):
             fast_retransmit(e, o)
         with m.Elif(t.rexmit):
             # No hole below a SACKed range: new data, as the window allows.
-            m.d.sync += [t.rexmit.eq(0), t.rexmit_dup.eq(0), t.rexmit_lost.eq(0)]
+            m.d.sync += [t.rexmit.eq(0), t.rexmit_dup.eq(0)]
             e.enqueue()
         with m.Else():
             send_new(e, o, backoff)

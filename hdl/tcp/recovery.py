@@ -63,8 +63,7 @@ def on_timeout(e):
     the SACK scoreboard is cleared (RFC 6675 s5.1)."""
     t = e.t
     e.m.d.sync += [t.dupacks.eq(0), t.in_recovery.eq(0), t.recover.eq(t.snd_max),
-                   t.rexmit.eq(0), t.rexmit_dup.eq(0), t.rexmit_lost.eq(0),
-                   t.high_rxt.eq(t.snd_una)]
+                   t.rexmit.eq(0), t.rexmit_dup.eq(0), t.high_rxt.eq(t.snd_una)]
     scoreboard.clear(e)
     _raise(e, CcEvent.RTO, flight=seq_diff(t.snd_max, t.snd_una), repeat=t.backoff != 0)
 
@@ -105,8 +104,7 @@ def classify_ack(e, ack, new_data):
             _raise(e, CcEvent.PARTIAL, acked=acked)
         with m.Elif(t.in_recovery):
             # Step 3: the full ACK ends recovery (and any hole still to resend).
-            m.d.sync += [t.in_recovery.eq(0), t.rexmit.eq(0), t.rexmit_dup.eq(0),
-                         t.rexmit_lost.eq(0)]
+            m.d.sync += [t.in_recovery.eq(0), t.rexmit.eq(0), t.rexmit_dup.eq(0)]
             _raise(e, CcEvent.EXIT, flight=seq_diff(t.snd_max, ack))
         with m.Elif(echo):
             ecn_reduce()
@@ -130,9 +128,10 @@ def classify_ack(e, ack, new_data):
                 m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(0), t.rexmit_lost.eq(1),
                              t.retransmits.eq(t.retransmits + 1)]
                 e.count("tcp_lost_rexmits")
-            with m.Elif(t.sack_ok):
+            with m.Elif(t.sack_ok & ~t.rexmit_lost):
                 # RFC 6675 s5 (C): the next hole below a SACKed range goes first
-                # (hdl/tcp/scoreboard.py; none: new data as the window allows).
+                # (hdl/tcp/scoreboard.py; none: new data as the window allows).  Not
+                # while the lost retransmission is still to go outside the pipe.
                 m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(1)]
             _raise(e, CcEvent.DUPACK)
         with m.Elif(duplicate):

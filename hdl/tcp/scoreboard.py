@@ -86,10 +86,13 @@ def rexmit_lost(e):
     first block (the latest segment, RFC 2018 s4) reaches DupThresh segments beyond
     SND.MAX as it was when the last hole went (``rxt_fence``), i.e. data sent after
     that retransmission has arrived: IsLost (RFC 6675 s4) for the retransmission, in
-    sequence space (RACK's rule, RFC 8985 s6.2, without its timestamps)."""
+    sequence space (RACK's rule, RFC 8985 s6.2, without its timestamps).  A block
+    beyond SND.MAX reports nothing sent and says nothing (as in ``sack_merge``); a
+    resend already due (``rexmit_lost``) is not due again."""
     t, opts = e.t, e.s.tcp_options
-    return ((opts.sack_count != 0) & seq_lt(t.snd_una, t.high_rxt)
-            & seq_le(t.rxt_fence, opts.sack[0].right))
+    right = opts.sack[0].right
+    return ((opts.sack_count != 0) & ~t.rexmit_lost & seq_lt(t.snd_una, t.high_rxt)
+            & seq_le(t.rxt_fence, right) & seq_le(right, t.snd_max))
 
 
 def clear(e):

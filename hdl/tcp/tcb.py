@@ -100,7 +100,8 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         "rexmit_dup": 1,
         # A lost retransmission (hdl/tcp/scoreboard.py): data SACKed at or beyond
         # ``rxt_fence`` was sent after the last hole went again; ``rexmit_lost``: the
-        # segment at SND.UNA goes once more.
+        # segment at SND.UNA goes once more (set on that news, cleared when it goes
+        # and when a recovery starts).
         "rxt_fence": 32,
         "rexmit_lost": 1,
         "sent_at": 32,  # when new data last went (RFC 5681 s4.1 restart after idle)

@@ -1,6 +1,6 @@
 """SACK-based loss recovery at the engine's own ports (RFC 2018 s5, RFC 6675;
 hdl/tcp/scoreboard.py): the sender's scoreboard of the ranges the peer holds, and
-recovery that resends every hole below a SACKed range on the duplicate ACKs of one
+recovery that resends every lost hole (RFC 6675 IsLost) on the duplicate ACKs of one
 round trip.
 
 The peer announces an MSS of 100 and SACK-permitted; a window of 20 segments leaves at
@@ -16,10 +16,10 @@ CC = BENCH_CONFIG.replace(tx_ring_bytes=1 << 16, initial_window=10)
 SMSS = 100
 
 
-async def _window(b, sack=True, **tcb):
+async def _window(b, sack=True, data=40_000, **tcb):
     peer = Peer(mss=SMSS, sack_permitted=sack)
     c = await established(b, peer, tcb={"cwnd": 20 * SMSS, "ssthresh": 20 * SMSS, **tcb})
-    b.write(c.id, 40_000)
+    b.write(c.id, data)
     flight = await b.burst()
     assert len(flight) == 20
     return c
@@ -86,8 +86,9 @@ async def _arrivals(b, c, arrived, lost):
 def test_three_losses_repaired_in_one_round_trip():
     """RFC 6675 s5: with SACK, the third duplicate ACK resends the first hole (RFC 5681
     s3.2) and the later duplicate ACKs of the same round trip resend each further hole
-    once a SACKed range lies above it; all three losses of the window (segments 1, 4
-    and 8) go again before any partial ACK, and one ACK of everything ends recovery.
+    once IsLost holds for it (three segments SACKed above); all three losses of the
+    window (segments 1, 4 and 8) go again before any partial ACK, and one ACK of
+    everything ends recovery.
     No timeout; each hole resent on a duplicate ACK counts in ``tcp_sack_rexmits``."""
     async def body(b):
         c = await _window(b)
@@ -212,13 +213,17 @@ def test_two_sacked_segments_are_not_yet_a_loss():
     run(body, CC)
 
 
+def _lost(k, sacked):
+    """RFC 6675 s4 IsLost for segment ``k`` (segments of SMSS): more than
+    (DupThresh - 1) * SMSS SACKed above it."""
+    return sum(s > k for s in sacked) >= 3
+
+
 def _pipe(una, nxt, sacked, rexmitted):
-    """RFC 6675 s4 pipe, in segments, with the engine's IsLost (hdl/tcp/scoreboard.py:
-    a segment below a SACKed one is lost): each unSACKed segment counts once if not
-    lost and once more if resent."""
-    top = max(sacked, default=-1)
-    return sum((k not in sacked and k > top) + (k in rexmitted and k not in sacked)
-               for k in range(una, nxt))
+    """RFC 6675 s4 pipe, in segments: each unSACKed segment counts once if not lost
+    and once more if resent."""
+    return sum((k not in sacked and not _lost(k, sacked))
+               + (k in rexmitted and k not in sacked) for k in range(una, nxt))
 
 
 async def _recovery_by_pipe(b, lost):
@@ -253,7 +258,7 @@ async def _recovery_by_pipe(b, lost):
         allowed = max(0, tcb["cwnd"] // SMSS - before)
         assert len(out) == allowed, (k, before, out)
         holes = [s for s in range(rcv, nxt) if s not in sacked and s not in rexmitted
-                 and s < max(sacked, default=-1)]
+                 and _lost(s, sacked)]
         want = holes[:allowed] + list(range(nxt, nxt + allowed - len(holes[:allowed])))
         assert out == want, (k, out, want)
         rexmitted.update(s for s in out if s < nxt)
@@ -265,7 +270,7 @@ async def _recovery_by_pipe(b, lost):
 def test_sack_recovery_sends_what_cwnd_minus_pipe_allows():
     """RFC 6675 s5: with losses of segments 1, 4 and 8 in a window of 20, the engine in
     recovery sends, after each SACK, exactly what cwnd - pipe allows: first the holes
-    below SACKed data, then new data, with cwnd = ssthresh.  All three holes go in the
+    that are lost, then new data, with cwnd = ssthresh.  All three holes go in the
     first round trip, and no segment is resent twice."""
     async def body(b):
         c, order = await _recovery_by_pipe(b, lost={1, 4, 8})
@@ -284,12 +289,14 @@ def test_sack_recovery_with_a_run_of_losses():
     run(body, CC)
 
 
-async def _wire(b, c, drops, segments=40):
+async def _wire(b, c, drops, segments=40, log=None):
     """A peer that receives every segment the engine sends, in order, except the
     transmissions named in ``drops`` ((segment, n): its n-th transmission, from 1), and
     answers each arrival with an ACK carrying SACK blocks (RFC 2018 s4: the latest
     first).  Runs until the first ``segments`` are acknowledged or nothing is in
-    flight; returns every transmission below ``segments`` in order."""
+    flight; returns the peer's cumulative point and each segment's transmissions.
+    ``log`` gets, for every retransmission, (segment, the peer's cumulative point,
+    the segments SACKed above it) as the ACK that released it left them."""
     rcv, sacked, sent, order = 0, set(), {}, []
     flight = [k for k in range(20)]
     for k in flight:
@@ -305,6 +312,8 @@ async def _wire(b, c, drops, segments=40):
         for seg in await b.burst():
             n = (seg.seq - c.iss - 1) % MOD // SMSS
             if n < segments and seg.len:
+                if log is not None and n in sent:
+                    log.append((n, rcv, sum(k > n for k in sacked)))
                 sent[n] = sent.get(n, 0) + 1
                 flight.append(n)
                 order.append(n)
@@ -414,4 +423,56 @@ def test_sack_block_beyond_snd_max_does_not_resend():
         out = await b.burst()
         assert all(seg.seq != _seq(c, 1) for seg in out)
         assert b.counters["tcp_lost_rexmits"] == 0
+    run(body, CC)
+
+
+def test_a_hole_goes_again_only_once_it_is_lost():
+    """RFC 6675 s4 IsLost and NextSeg rules (1)-(2): a hole above SND.UNA is resent
+    only once more than (DupThresh - 1) * SMSS above it are SACKed (or DupThresh
+    ranges); until then new data goes.  Segments 1-8 are lost, so the pipe has room
+    while segment 18, with only segment 19 SACKed above it, is not lost yet; it goes
+    again once new data SACKed above it makes it lost, and no timeout is needed."""
+    async def body(b):
+        c = await _window(b)
+        log = []
+        rcv, sent = await _wire(b, c, drops={(k, 1) for k in (*range(1, 9), 18)}, log=log)
+        assert rcv == 40 and b.counters["tcp_retransmits"] == 0
+        assert sent[18] == 2
+        early = [(k, una, above) for k, una, above in log if k != una and above < 3]
+        assert not early, f"holes resent before IsLost held: {early}"
+    run(body, CC)
+
+
+def test_a_hole_not_yet_lost_goes_when_no_new_data_may():
+    """RFC 6675 s4 NextSeg rule (3): with every byte sent, a hole below SACKed data
+    that is not lost yet (segment 17, once 18 is SACKed above it) goes within the pipe
+    in the same round trip as the repair of segment 5, before the partial ACK would
+    resend it.  Before 18 arrived nothing was SACKed above 17, and the rescue
+    retransmission (rule 4) sent the last segment, 19, once."""
+    async def body(b):
+        c = await _window(b, data=20 * SMSS)
+        log = []
+        rcv, sent = await _wire(b, c, drops={(5, 1), (17, 1)}, segments=20, log=log)
+        assert rcv == 20 and b.counters["tcp_retransmits"] == 0
+        assert (sent[5], sent[17], sent[19]) == (2, 2, 2)
+        # Resent while SND.UNA was still at 5 and before IsLost(17) held.
+        assert [(una, above) for k, una, above in log if k == 17] == [(5, 1)], log
+        assert b.counters["tcp_rescue_rexmits"] == 1
+    run(body, CC)
+
+
+def test_rescue_retransmission_of_the_last_segment():
+    """RFC 6675 s4 NextSeg rule (4): with every byte sent, no lost hole left and
+    nothing SACKed above the last segment (19, lost), that segment goes once as the
+    rescue retransmission in the same round trip as the repair of segment 5 (not a
+    round trip later on the partial ACK), counted in ``tcp_rescue_rexmits``; HighRxt
+    does not move."""
+    async def body(b):
+        c = await _window(b, data=20 * SMSS)
+        log = []
+        rcv, sent = await _wire(b, c, drops={(5, 1), (19, 1)}, segments=20, log=log)
+        assert rcv == 20 and b.counters["tcp_retransmits"] == 0
+        assert (sent[5], sent[19]) == (2, 2)
+        assert (19, 5, 0) in log, log
+        assert b.counters["tcp_rescue_rexmits"] == 1
     run(body, CC)

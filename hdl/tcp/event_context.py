@@ -102,6 +102,7 @@ ENGINE_COUNTERS = [
     "tcp_icmp_aborts",  # hard errors that ended an opening connection (SHLD-26)
     "tcp_icmp_pmtu",  # fragmentation needed that lowered SND.MSS (RFC 1191)
     "tcp_lost_rexmits",  # retransmissions at SND.UNA found lost from SACK blocks, resent
+    "tcp_rescue_rexmits",  # RFC 6675 rescue retransmissions (NextSeg rule 4)
 ]
 
 #: One processed event, for coverage: the state before and after, and what the event was
@@ -460,7 +461,8 @@ class EventContext:
             t.ssthresh.eq(SSTHRESH_MAX), t.in_recovery.eq(0), t.dupacks.eq(0),
             t.rexmit.eq(0), t.retransmits.eq(0), t.cc_algo.eq(0), t.cc_state.eq(0),
             t.sb.eq(0), t.high_rxt.eq(0), t.rexmit_dup.eq(0), t.rexmit_lost.eq(0),
-            t.oow_sent.eq(0), t.ttl.eq(self.cfg.ip_ttl), t.dscp.eq(self.cfg.ip_dscp),
+            t.rescued.eq(0), t.oow_sent.eq(0), t.ttl.eq(self.cfg.ip_ttl),
+            t.dscp.eq(self.cfg.ip_dscp),
             t.icmp_reported.eq(0),
         ]
         self.offer_options()

@@ -10,9 +10,12 @@ window, after an idle period in the restart window min(IW, cwnd) (RFC 5681 s4.1)
 (2) ``output_length``: the segment length, at most SND.MSS; (3) ``output_send``: the
 segment and the new SND.NXT.  A fast retransmission (``rexmit``,
 :mod:`hdl.tcp.recovery`) goes first: the segment at SND.UNA again, outside cwnd,
-SND.NXT unchanged, or a hole between SACKed ranges.  In a recovery with SACK, four
+SND.NXT unchanged, or a hole between SACKed ranges.  In a recovery with SACK, five
 steps after (0), ``output_pipe`` .. ``output_pipe_window``, bound both by RFC 6675's
-pipe instead of the flight (:mod:`hdl.tcp.scoreboard`); the other paths skip them.
+pipe instead of the flight and find its IsLost boundary (:mod:`hdl.tcp.scoreboard`);
+the other paths skip them.  ``output_send`` then chooses by RFC 6675's NextSeg rules:
+a lost hole, new data, a hole not yet lost, the rescue retransmission (which goes
+through ``output_measure`` once more with its own start).
 Retransmission after a timeout (:mod:`hdl.tcp.timers`) reuses the length step's
 registers.
 """
@@ -47,7 +50,10 @@ class OutputRegisters:
         self.iw = Signal(32)  # the initial window for this SND.MSS (RFC 6928)
         self.hole = Signal(32)  # where a retransmission starts (hdl/tcp/scoreboard.py)
         self.limit = Signal(32)  # ... where it must stop
-        self.lost = Signal()  # ... and whether that hole is to be resent
+        self.lost = Signal()  # ... whether that hole is lost (RFC 6675 IsLost)
+        self.sacked_above = Signal()  # ... and whether a SACKed range lies above it
+        self.new_ok = Signal()  # new data (or the FIN) waits and the peer's window allows
+        self.rescue = Signal()  # this pass sends the rescue retransmission
 
     def add_length_step(self, e, name: str, then: str):
         """Step ``name``: the segment length, min(bytes, window room, SND.MSS), then
@@ -77,6 +83,7 @@ def add_output_steps(e, o, backoff):
             o.restart_wnd.eq(seq_min(t.snd_wnd, iw)),
             o.iw.eq(iw),
         ]
+        m.d.sync += o.rescue.eq(0)
         m.next = "output_measure"
         with m.If(t.sack_ok & t.in_recovery):
             m.next = "output_pipe"
@@ -89,10 +96,14 @@ def add_output_steps(e, o, backoff):
         m.next = "output_pipe_sum"
 
     with m.State("output_pipe_sum"):
-        scoreboard.pipe_sacked(e, o.pipe)
+        scoreboard.pipe_lost(e, o.pipe)
         m.next = "output_pipe_count"
 
     with m.State("output_pipe_count"):
+        scoreboard.pipe_boundary(e, o.pipe)
+        m.next = "output_pipe_credit"
+
+    with m.State("output_pipe_credit"):
         scoreboard.pipe_credit(e, o.pipe)
         m.next = "output_pipe_window"
 
@@ -123,6 +134,11 @@ def add_output_steps(e, o, backoff):
         avail = Mux(t.rexmit, seq_diff(o.limit, o.hole), seq_diff(t.snd_end, t.snd_nxt))
         wnd = Mux(o.restart, seq_min(o.restart_wnd, o.wnd), o.wnd)
         room = seq_diff((t.snd_una + wnd)[:32], t.snd_nxt)
+        # RFC 6675 s4 NextSeg rule 2: unsent data that the peer's window takes, or the
+        # FIN still to go.
+        peer_room = seq_lt(t.snd_nxt, (t.snd_una + t.snd_wnd)[:32])
+        fin_unsent = e.closing_sends_fin & t.fin_queued & ~seq_lt(t.snd_end, t.snd_max)
+        m.d.sync += o.new_ok.eq(((t.snd_end != t.snd_nxt) & peer_room) | fin_unsent)
         with m.If(o.restart):
             m.d.sync += t.cwnd.eq(o.iw)
             e.count("tcp_cwnd_restarts")
@@ -140,10 +156,24 @@ def add_output_steps(e, o, backoff):
 
     with m.State("output_send"):
         m.next = "finish"
-        with m.If(t.rexmit & o.lost):
+        # RFC 6675 s4 NextSeg: (1) a lost hole; (2) new data; (3) a hole below a SACKed
+        # range that is not lost yet, if no new data may go; (4) once per recovery the
+        # rescue retransmission, the last SMSS of unSACKed data.
+        rule3 = o.sacked_above & ~o.new_ok
+        rescue = (t.sack_ok & t.in_recovery & ~t.rescued & ~o.sacked_above & ~o.new_ok
+                  & o.pipe_room & (o.length != 0))
+        with m.If(t.rexmit & (o.lost | rule3 | o.rescue)):
             fast_retransmit(e, o)
+        with m.Elif(t.rexmit & rescue):
+            # The segment that ends at the limit (where unSACKed data ends): its
+            # length again from the new start.
+            with m.If(o.avail > t.snd_mss):
+                m.d.sync += o.hole.eq((o.limit - t.snd_mss)[:32])
+            m.d.sync += [o.rescue.eq(1), t.rescued.eq(1)]
+            e.count("tcp_rescue_rexmits")
+            m.next = "output_measure"
         with m.Elif(t.rexmit):
-            # No hole below a SACKed range: new data, as the window allows.
+            # Nothing to resend now: new data, as the window allows.
             m.d.sync += [t.rexmit.eq(0), t.rexmit_dup.eq(0)]
             e.enqueue()
         with m.Else():
@@ -163,8 +193,9 @@ def fast_retransmit(e, o):
     with m.If((length != 0) | fin_now):
         e.send(tcp.ACK_FLAG | Mux(fin_now, tcp.FIN, 0), o.hole, pos=o.hole, length=length)
         scoreboard.resent(e, o, length + fin_now)
-        with m.If(t.rexmit_dup):
+        with m.If(t.rexmit_dup | o.rescue):
             m.d.sync += t.retransmits.eq(t.retransmits + 1)
+        with m.If(t.rexmit_dup & ~o.rescue):
             e.count("tcp_sack_rexmits")
         # Karn (RFC 6298 s3): a segment sent twice is not timed.
         with m.If(t.rtt_active & seq_lt(o.hole, t.rtt_seq)):

@@ -73,8 +73,9 @@ def _fast_retransmit(e):
     s3.2 step 2, RFC 6675 s5 (1)-(3)): the segment at SND.UNA goes again."""
     m, t = e.m, e.t
     m.d.sync += [t.in_recovery.eq(1), t.recover.eq(t.snd_max), t.rexmit.eq(1),
-                 t.rexmit_dup.eq(0), t.rexmit_lost.eq(0), t.high_rxt.eq(t.snd_una),
-                 t.retransmits.eq(t.retransmits + 1), t.dupacks.eq(DUP_THRESH)]
+                 t.rexmit_dup.eq(0), t.rexmit_lost.eq(0), t.rescued.eq(0),
+                 t.high_rxt.eq(t.snd_una), t.retransmits.eq(t.retransmits + 1),
+                 t.dupacks.eq(DUP_THRESH)]
     e.count("tcp_fast_retransmits")
     e.enqueue()
     _raise(e, CcEvent.LOSS, flight=seq_diff(t.snd_max, t.snd_una))

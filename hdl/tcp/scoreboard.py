@@ -17,34 +17,38 @@ what this recovery has resent.
   one after whose SACK blocks IsLost(SND.UNA) holds (:func:`is_lost`: three ranges, or
   more than two SMSS SACKed), so that a lost ACK or a peer that delays its duplicate
   ACKs does not hold the retransmission back (step ``sack_lost``).
-- **The next hole** (RFC 6675 s4 NextSeg rule 1, steps ``output_hole`` and
-  ``output_measure``): from max(HighRxt, SND.UNA), past the range that covers it, up
-  to the next range's start.  Only a hole below a SACKed range is resent (a range
-  above it: the peer has later data, so the hole's segment was lost, the
-  simplification of IsLost that FreeBSD makes); at SND.UNA the first retransmission of
-  a recovery goes as RFC 5681 s3.2 says, SACK or not.
+- **IsLost** (RFC 6675 s4, steps ``output_pipe`` .. ``output_pipe_count``): the hole
+  just below a range is lost when DupThresh ranges lie from it upwards or more than
+  (DupThresh - 1) * SMSS are SACKed from it upwards (:func:`pipe_lost`).  IsLost is
+  monotone, so the *lost boundary* is the end of the highest lost range: unSACKed
+  bytes below it are lost, above it in the network (:func:`pipe_boundary`).
+- **The next segment** (RFC 6675 s4 NextSeg, steps ``output_hole``, ``output_hole_end``
+  and ``output_send`` in hdl/tcp/output.py): from max(HighRxt, SND.UNA), past the range
+  that covers it, up to the next range's start.  (1) It goes if it is lost (below the
+  boundary) or at SND.UNA (the first retransmission of a recovery, RFC 5681 s3.2,
+  SACK or not); (2) else new data; (3) else, if a SACKed range lies above it; (4)
+  else once per recovery the rescue retransmission, the last SMSS below the hole's
+  end, HighRxt unchanged.
 - **The window in recovery** (RFC 6675 s5, steps ``output_pipe`` .. ``output_pipe_window``):
-  cwnd = ssthresh, not inflated, and what may go is cwnd - pipe.  With the
-  simplified IsLost every byte below the highest SACKed end ``hi`` is SACKed or
-  lost, so RFC 6675's pipe (unSACKed bytes not lost, plus those resent) is
-  ``SND.NXT - hi`` plus the bytes of [SND.UNA, max(HighRxt, SND.UNA)) not SACKed,
-  i.e. FlightSize - ``credit`` with ``credit`` = (hi - rxt) + the SACKed bytes below
-  ``rxt`` = max(HighRxt, SND.UNA).  New data goes in min(SND.WND, cwnd + credit)
-  beyond SND.UNA (= cwnd - pipe beyond SND.NXT); a hole goes while cwnd - pipe >=
-  SMSS (s5 (C)), one after another.  The first retransmission of a recovery and the
-  one after a partial ACK (both at SND.UNA, RFC 5681 s3.2, RFC 6582 s3.2 step 5) go
-  outside it.
+  cwnd = ssthresh, not inflated, and what may go is cwnd - pipe.  The pipe counts each
+  unSACKed byte once above the boundary ``bound`` and once more below ``rxt`` =
+  max(HighRxt, SND.UNA): FlightSize - pipe = ``credit`` = (bound - rxt) + the SACKed
+  bytes above ``bound`` + those below ``rxt`` (:func:`pipe_credit`).  New data goes in
+  min(SND.WND, cwnd + credit) beyond SND.UNA (= cwnd - pipe beyond SND.NXT); a hole
+  goes while cwnd - pipe >= SMSS (s5 (C)), one after another.  The first
+  retransmission of a recovery and the one after a partial ACK (both at SND.UNA, RFC
+  5681 s3.2, RFC 6582 s3.2 step 5) go outside it.
 - **After a timeout** the scoreboard is cleared (RFC 6675 s5.1) and go-back-N resends
   from SND.UNA.
 """
 
-from amaranth.hdl import Cat, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
 from .seq import seq_le, seq_lt
 
 __all__ = ["ScoreboardRegisters", "add_scoreboard_steps", "begin_merge", "clear",
-           "hole_from", "hole_end", "resent", "is_lost", "pipe_bounds", "pipe_sacked",
-           "pipe_credit", "rexmit_lost", "DUP_THRESH"]
+           "hole_from", "hole_end", "resent", "is_lost", "pipe_bounds", "pipe_lost",
+           "pipe_boundary", "pipe_credit", "rexmit_lost", "DUP_THRESH"]
 
 #: RFC 5681 s3.2 and RFC 6675 s2: duplicate ACKs (or SACKed segments) that mean a loss.
 DUP_THRESH = 3
@@ -193,10 +197,12 @@ def hole_from(e, o):
 
 def hole_end(e, o):
     """Step ``output_hole_end``: where the retransmission from the hole must stop (the
-    next SACKed range above it, the data's end, SND.MAX), registered in ``o.limit``, and
-    whether the hole is to be resent at all (``o.lost``: below a SACKed range, or at
-    SND.UNA).  A step of its own: the minimum over the ranges is a chain of comparisons
-    that, followed by the length arithmetic, was the core's critical path."""
+    next SACKed range above it, the data's end, SND.MAX), registered in ``o.limit``;
+    whether the hole is lost (``o.lost``: at SND.UNA, or below the lost boundary of
+    ``output_pipe_count``, RFC 6675 s4 IsLost) and whether any SACKed range lies above
+    it (``o.sacked_above``: NextSeg rule 3).  A step of its own: the minimum over the
+    ranges is a chain of comparisons that, followed by the length arithmetic, was the
+    core's critical path."""
     m, t = e.m, e.t
     end, above = t.snd_max, 0
     for i in range(e.cfg.sack_ranges):
@@ -206,8 +212,10 @@ def hole_end(e, o):
         above = above | here
     # The data's end (the FIN, if sent, is not data) or SND.MAX.
     data_end = Mux(seq_lt(t.snd_end, t.snd_max), t.snd_end, t.snd_max)
+    lost = t.sack_ok & t.in_recovery & seq_lt(o.hole, o.pipe.bound)
     m.d.sync += [o.limit.eq(Mux(seq_lt(end, data_end), end, data_end)),
-                 o.lost.eq(above | (o.hole == t.snd_una))]
+                 o.lost.eq(lost | (o.hole == t.snd_una)),
+                 o.sacked_above.eq(above)]
 
 
 def _size_bits(config):
@@ -216,61 +224,103 @@ def _size_bits(config):
 
 
 class PipeRegisters:
-    """The registered terms of RFC 6675's pipe (steps ``output_pipe`` ..)."""
+    """The registered terms of RFC 6675's pipe and IsLost (steps ``output_pipe`` ..)."""
 
     def __init__(self, config):
         bits = _size_bits(config)
+        n = config.sack_ranges
         self.rxt = Signal(32)  # max(HighRxt, SND.UNA): what this recovery has resent
-        self.hi = Signal(32)  # the highest SACKed end, or SND.UNA
-        self.sacked = [Signal(bits, name=f"pipe_sacked{i}") for i in range(config.sack_ranges)]
-        self.span = Signal(signed(bits + 1))  # hi - rxt
+        self.size = [Signal(bits, name=f"pipe_size{i}") for i in range(n)]
+        # above[i][j]: range j lies above range i (both valid).
+        self.above = [Signal(n, name=f"pipe_above{i}") for i in range(n)]
+        self.lost = Signal(n)  # the hole just below range i is lost (IsLost)
+        self.sacked = [Signal(bits, name=f"pipe_sacked{i}") for i in range(n)]
+        self.bound = Signal(32)  # the lost boundary: the end of the highest lost range
+        self.span = Signal(signed(bits + 1))  # bound - rxt
+        self.upper = Signal(bits + 3)  # the SACKed bytes above the boundary
+        self.lower = Signal(bits + 3)  # the SACKed bytes below ``rxt``
         self.credit = Signal(signed(bits + 4))  # FlightSize - pipe
 
 
 def pipe_bounds(e, p):
-    """Step ``output_pipe``: ``rxt`` and ``hi`` (the highest end as a tree of
-    comparisons)."""
+    """Step ``output_pipe``: ``rxt``, each range's size, and which ranges lie above
+    which (the ranges are disjoint, so comparing starts is enough)."""
     m, t = e.m, e.t
+    n, bits = e.cfg.sack_ranges, _size_bits(e.cfg)
     una = t.snd_una
-    ends = [Mux(t.sb[i].valid, t.sb[i].end, una) for i in range(e.cfg.sack_ranges)]
-    while len(ends) > 1:
-        pairs = [Mux(seq_lt(a, b), b, a) for a, b in zip(ends[0::2], ends[1::2], strict=False)]
-        ends = pairs + ([ends[-1]] if len(ends) % 2 else [])
-    m.d.sync += [p.rxt.eq(Mux(seq_lt(una, t.high_rxt), t.high_rxt, una)),
-                 p.hi.eq(Mux(seq_lt(una, ends[0]), ends[0], una))]
-
-
-def pipe_sacked(e, p):
-    """Step ``output_pipe_sum``: each range's SACKed bytes below ``rxt``, and
-    ``hi - rxt``."""
-    m, t = e.m, e.t
-    bits = _size_bits(e.cfg)
-    for i in range(e.cfg.sack_ranges):
+    m.d.sync += p.rxt.eq(Mux(seq_lt(una, t.high_rxt), t.high_rxt, una))
+    for i in range(n):
         r = t.sb[i]
+        m.d.sync += [
+            p.size[i].eq(Mux(r.valid, (r.end - r.start)[:bits], 0)),
+            p.above[i].eq(Cat(*(Const(0) if j == i else
+                                (t.sb[j].valid & seq_lt(r.start, t.sb[j].start))
+                                for j in range(n)))),
+        ]
+
+
+def pipe_lost(e, p):
+    """Step ``output_pipe_sum``: IsLost (RFC 6675 s4) for the hole just below each
+    range: DupThresh ranges from it upwards, or more than (DupThresh - 1) * SMSS SACKed
+    from it upwards; and each range's SACKed bytes below ``rxt``."""
+    m, t = e.m, e.t
+    n, bits = e.cfg.sack_ranges, _size_bits(e.cfg)
+    lost = []
+    for i in range(n):
+        r = t.sb[i]
+        count = 1 + sum((p.above[i][j] for j in range(n) if j != i), Const(0, 4))
+        sacked = p.size[i] + sum((Mux(p.above[i][j], p.size[j], 0)
+                                  for j in range(n) if j != i), Const(0, bits + 3))
+        lost.append(r.valid & ((count >= DUP_THRESH)
+                               | (sacked > (DUP_THRESH - 1) * t.snd_mss)))
         top = Mux(seq_lt(r.end, p.rxt), r.end, p.rxt)
         m.d.sync += p.sacked[i].eq(Mux(r.valid & seq_lt(r.start, p.rxt),
                                        (top - r.start)[:bits], 0))
-    m.d.sync += p.span.eq((p.hi - p.rxt)[:bits + 1].as_signed())
+    m.d.sync += p.lost.eq(Cat(*lost))
+
+
+def pipe_boundary(e, p):
+    """Step ``output_pipe_count``: the lost boundary, the end of the highest range with
+    a lost hole below it (IsLost is monotone: every range below a lost one is lost too,
+    so the highest is the one with no lost range above it; none: SND.UNA); unSACKed
+    bytes above it are in the network, below it lost.  The SACKed bytes above it are
+    those of the ranges that are not lost."""
+    m, t = e.m, e.t
+    n = e.cfg.sack_ranges
+    bound = t.snd_una
+    for i in range(n):
+        top = p.lost[i] & ((p.above[i] & p.lost) == 0)
+        bound = Mux(top, t.sb[i].end, bound)
+    upper = sum((Mux(t.sb[j].valid & ~p.lost[j], p.size[j], 0) for j in range(n)),
+                Const(0, len(p.upper)))
+    m.d.sync += [
+        p.bound.eq(bound),
+        p.span.eq((bound - p.rxt)[:len(p.span)].as_signed()),
+        p.upper.eq(upper),
+        p.lower.eq(sum(p.sacked, Const(0, len(p.lower)))),
+    ]
 
 
 def pipe_credit(e, p):
-    """Step ``output_pipe_count``: FlightSize - pipe, the bytes below ``hi`` that are
-    SACKed or lost and not resent."""
-    m = e.m
-    total = p.span
-    for s in p.sacked:
-        total = total + s
-    m.d.sync += p.credit.eq(total)
+    """Step ``output_pipe_credit``: FlightSize - pipe.  RFC 6675's pipe counts each
+    unSACKed byte once if it is not lost (above the boundary) and once more if this
+    recovery resent it (below ``rxt``): pipe = (SND.NXT - bound - upper) + (rxt -
+    SND.UNA - lower), so FlightSize - pipe = (bound - rxt) + upper + lower."""
+    e.m.d.sync += p.credit.eq(p.span + p.upper + p.lower)
 
 
 def resent(e, o, length):
-    """In the retransmission: HighRxt moves to the end of what went.  In a recovery
-    with SACK the next hole is looked for at once (RFC 6675 s5 (C): while cwnd - pipe
-    allows), within the pipe."""
+    """In the retransmission: HighRxt moves to the end of what went (not for the rescue
+    retransmission, RFC 6675 s4 NextSeg rule 4).  In a recovery with SACK the next hole
+    is looked for at once (RFC 6675 s5 (C): while cwnd - pipe allows), within the
+    pipe."""
     m, t = e.m, e.t
     end = (o.hole + length)[:32]
     # A lost retransmission resent at SND.UNA leaves HighRxt where it was.
-    m.d.sync += t.high_rxt.eq(Mux(t.rexmit_lost & seq_lt(end, t.high_rxt), t.high_rxt, end))
-    m.d.sync += [t.rexmit_dup.eq(0), t.rxt_fence.eq(t.snd_max + DUP_THRESH * t.snd_mss)]
+    keep = o.rescue | (t.rexmit_lost & seq_lt(end, t.high_rxt))
+    m.d.sync += t.high_rxt.eq(Mux(keep, t.high_rxt, end))
+    with m.If(~o.rescue):
+        m.d.sync += t.rxt_fence.eq(t.snd_max + DUP_THRESH * t.snd_mss)
+    m.d.sync += t.rexmit_dup.eq(0)
     with m.If(t.sack_ok & t.in_recovery):
         m.d.sync += [t.rexmit.eq(1), t.rexmit_dup.eq(1)]

@@ -104,6 +104,8 @@ def tcb_layout(config: ToeConfig) -> data.StructLayout:
         # and when a recovery starts).
         "rxt_fence": 32,
         "rexmit_lost": 1,
+        # RFC 6675 s4 NextSeg rule 4: this recovery's rescue retransmission went.
+        "rescued": 1,
         "sent_at": 32,  # when new data last went (RFC 5681 s4.1 restart after idle)
         # RFC 5961 s7: when the last challenge or out-of-window ACK went (now_us >> 8),
         # valid with ``oow_sent``.

@@ -55,19 +55,24 @@ synth: $(STAMP)
 state-diagram: $(STAMP)
 	$(PY) -m toe.sim.state_diagram $(addprefix --coverage ,$(wildcard build/artifacts/*/state_coverage.json))
 
-# The impaired-wire interop tests again and again (root): each of the reordering tests
-# SOAK_RUNS times in a row, one line per run, stopping at the first failure; SOAK_MIB
-# MiB each way (0: the tests' own 2-4 MiB; 64 for the full soak, about 40 minutes a run).
+# The impaired-wire interop tests again and again (root): each of the three SOAK_RUNS
+# times in a row, each run with its own impairment seed, one line per run with its
+# time, stopping at the first failure (its log kept in build/soak/); SOAK_MIB MiB each
+# way (0: the tests' own 2-4 MiB; 64 for the full soak, about 3.5 minutes a run of
+# the three on two cores).
 SOAK_RUNS ?= 20
 SOAK_MIB ?= 0
 soak: $(STAMP)
-	@mkdir -p build
+	@mkdir -p build/soak
+	@git rev-parse HEAD > build/soak/commit
 	@for i in $$(seq $(SOAK_RUNS)); do \
 	  for t in test_bulk_with_reordering test_bulk_with_loss_duplication_reordering \
 	           test_bulk_with_loss_and_duplication; do \
-	    TOE_BULK_MIB=$(SOAK_MIB) $(VENV)/bin/pytest -q -p no:warnings \
-	      "tests/test_interop.py::$$t" > build/soak.log 2>&1 \
-	      && echo "run $$i $$t: pass" || { echo "run $$i $$t: FAIL (build/soak.log)"; exit 1; }; \
+	    s=$$(date +%s); log=build/soak/run-$$i-$$t.log; \
+	    if TOE_BULK_MIB=$(SOAK_MIB) TOE_SOAK_RUN=$$i $(VENV)/bin/pytest -q -p no:warnings \
+	      "tests/test_interop.py::$$t" > $$log 2>&1; then \
+	      echo "$$(date -u +%FT%TZ) run $$i $$t: pass $$(( $$(date +%s) - s )) s"; rm -f $$log; \
+	    else echo "$$(date -u +%FT%TZ) run $$i $$t: FAIL ($$log)"; exit 1; fi; \
 	  done; \
 	done
 

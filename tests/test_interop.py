@@ -9,6 +9,7 @@ without it.
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import random
@@ -437,8 +438,12 @@ def test_bulk_64mib_each_way_kernel_options(make_nic, tmp_path):
 def _impaired_bulk(make_nic, impairment: Impairment, netem: list[str], size: int) -> dict:
     """A bulk transfer each way over an impaired wire: netem on Linux's side when the
     kernel has it, and the NIC's own impairment on both directions.  ``TOE_BULK_MIB``
-    in the environment sets another size (``make soak SOAK_MIB=64``)."""
+    in the environment sets another size (``make soak SOAK_MIB=64``), and
+    ``TOE_SOAK_RUN`` (the soak's run number) another seed, so that each run of a soak
+    meets its own pattern of losses."""
     size = int(os.environ.get("TOE_BULK_MIB", "0")) << 20 or size
+    impairment = dataclasses.replace(
+        impairment, seed=impairment.seed + 1000 * int(os.environ.get("TOE_SOAK_RUN", "0")))
     nic = make_nic(impairment=impairment)
     if netem_available(nic.netns, nic.tap):  # pragma: no cover - kernels with sch_netem
         nic.run_in_netns(["tc", "qdisc", "add", "dev", nic.tap, "root", "netem", *netem])

@@ -291,7 +291,7 @@ def pipe_boundary(e, p):
     for i in range(n):
         top = p.lost[i] & ((p.above[i] & p.lost) == 0)
         bound = Mux(top, t.sb[i].end, bound)
-    upper = sum((Mux(t.sb[j].valid & ~p.lost[j], p.size[j], 0) for j in range(n)),
+    upper = sum((Mux(p.lost[j], 0, p.size[j]) for j in range(n)),  # size 0: not valid
                 Const(0, len(p.upper)))
     m.d.sync += [
         p.bound.eq(bound),

@@ -53,30 +53,13 @@ async def _arrivals(b, c, arrived, lost):
     """The peer receives segments 0..19 but ``lost`` and answers each as a SACK
     receiver does (RFC 2018 s4: the first block holds the latest segment); returns the
     segments the engine resent meanwhile (below segment 20), in order."""
-    held = []  # the peer's ranges beyond its cumulative ACK, as [start, end) segments
-    rcv = 0
-    resent = []
+    rcv, sacked, resent = 0, set(), []
     for k in arrived:
         if k in lost:
             continue
-        if k == rcv:
-            rcv += 1
-            while held and held[0][0] == rcv:
-                rcv = held.pop(0)[1]
-        else:
-            held.append((k, k + 1))
-            held.sort()
-            merged = []
-            for s, e in held:
-                if merged and merged[-1][1] == s:
-                    merged[-1] = (merged[-1][0], e)
-                else:
-                    merged.append((s, e))
-            held = merged
-        latest = next(((s, e) for s, e in held if s <= k < e), None)
-        blocks = ([latest] if latest else []) + [r for r in reversed(held) if r != latest]
+        rcv = _receive(k, rcv, sacked)
         b.send(c.peer, "A", ack=_seq(c, rcv),
-               sack=[(_seq(c, s), _seq(c, e)) for s, e in blocks[:4]])
+               sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
         for seg in await b.burst():
             if (seg.seq - c.iss - 1) % MOD < 20 * SMSS:
                 resent.append((seg.seq - c.iss - 1) % MOD // SMSS)
@@ -475,4 +458,39 @@ def test_rescue_retransmission_of_the_last_segment():
         assert (sent[5], sent[19]) == (2, 2)
         assert (19, 5, 0) in log, log
         assert b.counters["tcp_rescue_rexmits"] == 1
+    run(body, CC)
+
+
+def test_an_ack_without_sack_blocks_prunes_the_scoreboard():
+    """RFC 6675 s5 and s4 pipe: a partial ACK without SACK blocks (the peer holds
+    nothing beyond it) acknowledges every SACKed range below it; they leave the
+    scoreboard, and are not counted again as SACKed bytes that leave room in the pipe.
+    Segments 1, 18 and 19 are lost; the resent 1 arrives before anything sent in
+    recovery, so the ACK of 18 carries no SACK block.  After it the engine resends 18
+    at once (RFC 6582 s3.2 step 5) and sends no more than cwnd - pipe allows."""
+    async def body(b):
+        c = await _window(b)
+        nxt, rcv, sacked, rexmitted = 20, 0, set(), set()
+        for k in range(18):
+            if k == 1:
+                continue
+            rcv = _receive(k, rcv, sacked)
+            b.send(c.peer, "A", ack=_seq(c, rcv),
+                   sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
+            for seg in await b.burst():
+                n = (seg.seq - c.iss - 1) % MOD // SMSS
+                if n < nxt:
+                    rexmitted.add(n)
+                nxt = max(nxt, n + 1)
+        assert 1 in rexmitted and b.tcb(c.id)["in_recovery"] == 1
+        assert _ranges(b, c) == [(2, 18)]
+        b.send(c.peer, "A", ack=_seq(c, 18))  # the resent segment 1 arrived
+        out = [(seg.seq - c.iss - 1) % MOD // SMSS for seg in await b.burst()]
+        tcb = b.tcb(c.id)
+        assert tcb["in_recovery"] == 1 and out[:1] == [18], out
+        # RFC 6675 s4: nothing is SACKed, so the pipe is every segment from 18 to
+        # SND.NXT once, and 18 once more; new data only within cwnd - pipe.
+        room = max(0, tcb["cwnd"] // SMSS - (nxt - 18 + 1))
+        assert out[1:] == list(range(nxt, nxt + room)), (out, nxt, room)
+        assert _ranges(b, c) == []
     run(body, CC)

@@ -6,13 +6,14 @@ Each TCB keeps ``ToeConfig.sack_ranges`` disjoint, non-adjacent ranges ``sb`` of
 sequence space within SND.UNA..SND.MAX, and ``high_rxt`` (RFC 6675 HighRxt): the end of
 what this recovery has resent.
 
-- **Merging** (step ``sack_merge``, after an acceptable ACK that carries SACK blocks
-  on a connection that agreed SACK): first the ranges at or below the new SND.UNA are
-  dropped and those that straddle it cut; then each block, two cycles each: a block
-  that lies wholly in SND.UNA..SND.MAX is joined with every range it overlaps or
-  touches, or takes a free place.  A D-SACK block (RFC 2883, below SND.UNA or inside a
-  held range) changes nothing.  A block with no place is left out and counted in
-  ``tcp_sack_dropped``: the scoreboard may know less than the peer holds, never more.
+- **Merging** (step ``sack_merge``, after an acceptable ACK that carries SACK blocks,
+  or any while the scoreboard holds a range, on a connection that agreed SACK): first
+  the ranges at or below the new SND.UNA are dropped and those that straddle it cut;
+  then each block, two cycles each: a block that lies wholly in SND.UNA..SND.MAX is
+  joined with every range it overlaps or touches, or takes a free place.  A D-SACK
+  block (RFC 2883, below SND.UNA or inside a held range) changes nothing.  A block
+  with no place is left out and counted in ``tcp_sack_dropped``: the scoreboard may
+  know less than the peer holds, never more.
 - **Entering recovery** (RFC 6675 s5): on the third duplicate ACK, or on an earlier
   one after whose SACK blocks IsLost(SND.UNA) holds (:func:`is_lost`: three ranges, or
   more than two SMSS SACKed), so that a lost ACK or a peer that delays its duplicate
@@ -107,9 +108,13 @@ def clear(e):
 
 def begin_merge(e, rtt_due):
     """In ``seg_check_ack``, an acceptable ACK: merge its SACK blocks, if any, before
-    what follows (``rtt_due``: an RTT sample is next)."""
+    what follows (``rtt_due``: an RTT sample is next).  An ACK without blocks still
+    goes through the merge's first cycle while the scoreboard holds a range, so that
+    the ranges it acknowledges leave (a partial ACK that covers every SACKed range
+    carries none, and a stale range would count in the pipe as SACKed)."""
     m, t, s = e.m, e.t, e.s
-    with m.If(t.sack_ok & (s.tcp_options.sack_count != 0)):
+    held = Cat(*(t.sb[i].valid for i in range(e.cfg.sack_ranges))) != 0
+    with m.If(t.sack_ok & ((s.tcp_options.sack_count != 0) | held)):
         sb = e.sb
         m.d.sync += [sb.block.eq(0), sb.pruned.eq(0), sb.rtt_due.eq(rtt_due)]
         m.next = "sack_merge"

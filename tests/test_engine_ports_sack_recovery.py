@@ -494,3 +494,32 @@ def test_an_ack_without_sack_blocks_prunes_the_scoreboard():
         assert out[1:] == list(range(nxt, nxt + room)), (out, nxt, room)
         assert _ranges(b, c) == []
     run(body, CC)
+
+
+def test_duplicate_acks_with_new_sack_blocks_count_when_the_window_changes():
+    """RFC 6675 s2: with SACK, an ACK whose first block reports octets not yet SACKed
+    is a duplicate ACK even if its window changed (a receiver's window grows as its
+    reader catches up).  Segment 0 is lost; the three ACKs for segments 1-3 each offer
+    a larger window: the first two let one new segment go each (limited transmit, RFC
+    3042), the third starts fast retransmit.  Repeating a block already held, with a
+    new window, is no duplicate (RFC 5681 s2 still applies)."""
+    async def body(b):
+        c = await _window(b)
+        out = []
+        for k in (1, 2, 3):
+            b.send(c.peer, "A", ack=_seq(c, 0), window=30_000 + 1_000 * k,
+                   sack=[(_seq(c, 1), _seq(c, k + 1))])
+            out += [(seg.seq - c.iss - 1) % MOD // SMSS for seg in await b.burst()]
+        assert out == [20, 21, 0], out
+        assert b.counters["tcp_fast_retransmits"] == 1
+    run(body, CC)
+
+    async def repeated(b):
+        c = await _window(b)
+        for k in (1, 2, 3):
+            b.send(c.peer, "A", ack=_seq(c, 0), window=30_000 + 1_000 * k,
+                   sack=[(_seq(c, 1), _seq(c, 2))])
+        out = await b.burst()
+        assert [(seg.seq - c.iss - 1) % MOD // SMSS for seg in out] == [20]
+        assert b.tcb(c.id)["dupacks"] == 1 and b.counters["tcp_fast_retransmits"] == 0
+    run(repeated, CC)

@@ -37,7 +37,7 @@ from .event_context import TS_RECENT_MAX_AGE, TS_TICK_BITS, EventSlot
 from .keepalive import rearm
 from .reassembly import add_text_steps
 from .recovery import classify_ack, on_open
-from .scoreboard import begin_merge
+from .scoreboard import begin_merge, note_first_block
 from .seq import seq_diff, seq_le, seq_lt
 from .states import SYNCHRONIZED, TcpState
 
@@ -207,6 +207,7 @@ def add_arrival_steps(e, lookup, listeners, ids, rtt, challenge_ack, oow_ack):
         # s5.5: after 24 days idle TS.Recent is invalid and an older TSval no reason
         # to drop the segment.
         paws_reject = t.ts_ok & ~f_rst & (~o.ts_valid | (ts_old & ~e.ts_stale))
+        note_first_block(e)  # for seg_check_ack's duplicate ACKs (hdl/tcp/recovery.py)
         with m.If(acceptable & ~paws_reject & t.ts_ok & o.ts_valid & upto_ack_sent):
             e.take_ts_recent(o.ts_val)
         m.next = "finish"

@@ -8,11 +8,13 @@ algorithm's state) and ``cwnd_wait`` (the result written into the TCB), then the
 steps of the segment or the retransmission of the timeout.
 
 Duplicate ACKs (RFC 5681 s2): data outstanding, no text, neither SYN nor FIN, SEG.ACK =
-SND.UNA and the same window.  The first two each let one new segment beyond cwnd go
-(limited transmit: :mod:`hdl.tcp.output` adds ``dupacks`` * SMSS to cwnd); the third,
-or with SACK an earlier one whose blocks make IsLost(SND.UNA) true (RFC 6675 s5, step
-``sack_lost``), starts fast retransmit if SEG.ACK is beyond ``recover`` (RFC 6582 s3.2
-step 1; with SACK at or beyond it, RFC 6675 s5.1):
+SND.UNA and the same window; with SACK, a window that changed does not matter when the
+first SACK block reports octets not yet SACKed (RFC 6675 s2,
+:func:`~hdl.tcp.scoreboard.note_first_block`).  The first two each let one new segment
+beyond cwnd go (limited transmit: :mod:`hdl.tcp.output` adds ``dupacks`` * SMSS to
+cwnd); the third, or with SACK an earlier one whose blocks make IsLost(SND.UNA) true
+(RFC 6675 s5, step ``sack_lost``), starts fast retransmit if SEG.ACK is beyond
+``recover`` (RFC 6582 s3.2 step 1; with SACK at or beyond it, RFC 6675 s5.1):
 ``recover`` = SND.MAX, the segment at SND.UNA is sent again by the output routine
 (``rexmit``), and recovery lasts until an ACK covers ``recover``.  In recovery a
 partial ACK sends the next segment at SND.UNA again at once (RFC 6582 s3.2 step 5).  A
@@ -118,7 +120,7 @@ def classify_ack(e, ack, new_data):
         beyond = Mux(t.sack_ok, seq_le(t.recover, ack), seq_lt(t.recover, ack))
         duplicate = ((ack == t.snd_una) & (t.snd_max != t.snd_una)
                      & (s.tcp_payload_len == 0) & ~e.f_syn & ~e.f_fin
-                     & (e.seg_wnd == t.snd_wnd))
+                     & ((e.seg_wnd == t.snd_wnd) | e.sb.first_new))
         with m.If(duplicate & t.in_recovery):
             # The inflated window (step 4), or with SACK the smaller pipe, may let
             # new data go.

@@ -48,6 +48,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal, signed
 from .seq import seq_le, seq_lt
 
 __all__ = ["ScoreboardRegisters", "add_scoreboard_steps", "begin_merge", "clear",
+           "note_first_block",
            "hole_from", "hole_end", "resent", "is_lost", "pipe_bounds", "pipe_lost",
            "pipe_boundary", "pipe_credit", "rexmit_lost", "DUP_THRESH"]
 
@@ -71,6 +72,9 @@ class ScoreboardRegisters:
         # check IsLost(SND.UNA) (``lost``; RFC 6675 s5).
         self.check_lost = Signal()
         self.lost = Signal()
+        # The ACK's first SACK block reports octets the scoreboard does not hold
+        # (registered in ``seg_check_seq``, read in ``seg_check_ack``).
+        self.first_new = Signal()
 
 
 def is_lost(e):
@@ -83,6 +87,24 @@ def is_lost(e):
     sacked = sum(sizes[1:], sizes[0])
     ranges = sum((t.sb[i].valid for i in range(1, n)), t.sb[0].valid.as_unsigned())
     return (sacked > (DUP_THRESH - 1) * t.snd_mss) | (ranges >= DUP_THRESH)
+
+
+def note_first_block(e):
+    """In ``seg_check_seq``, before ``seg_check_ack``: whether the segment's first SACK
+    block (the latest segment, RFC 2018 s4) lies in SND.UNA..SND.MAX and outside every
+    range the scoreboard holds, i.e. reports octets not yet SACKed.  RFC 6675 s2 counts
+    such an ACK as a duplicate even if its window changed (a receiver's window grows as
+    its reader catches up, and RFC 5681's same-window rule then hides the duplicates
+    that would start recovery)."""
+    m, t, opts = e.m, e.t, e.s.tcp_options
+    left, right = opts.sack[0].left, opts.sack[0].right
+    held = 0
+    for i in range(e.cfg.sack_ranges):
+        r = t.sb[i]
+        held = held | (r.valid & seq_le(r.start, left) & seq_le(right, r.end))
+    m.d.sync += e.sb.first_new.eq(
+        t.sack_ok & (opts.sack_count != 0) & seq_lt(t.snd_una, right)
+        & seq_le(right, t.snd_max) & seq_lt(left, right) & ~held)
 
 
 def rexmit_lost(e):

@@ -21,6 +21,7 @@ from toe.hdl.mac.rgmii import RgmiiPhy
 QUARTER = 2e-9  # a quarter of the 8 ns RXC period
 #: RGMII 2.0 s3.4.1 in-band status nibbles: link up, 125 MHz, full duplex; and link down.
 STATUS_UP_1000_FULL = 0b1101
+STATUS_UP_100_FULL = 0b1011
 STATUS_DOWN = 0b0000
 
 
@@ -62,6 +63,39 @@ class PhyChip:
         await ctx.delay(QUARTER)
         tx_hi, ctl_fall, txc_low = ctx.get(p.tx_data.o), ctx.get(p.tx_ctl.o), ctx.get(p.tx_clk.o)
         self.tx.append((ctl_rise, ctl_rise ^ ctl_fall, tx_lo | (tx_hi << 4), txc_high, txc_low))
+
+
+class NibblePhyChip:
+    """The PHY side at 100 Mbit/s: RXC at 25 MHz, one nibble per cycle on both edges
+    (RX_CTL still RX_DV on the rising and RX_DV xor RX_ER on the falling edge)."""
+
+    QUARTER = 10e-9  # a quarter of the 40 ns RXC period
+
+    def __init__(self, pins):
+        self.pins = pins
+        self.tx = []  # (tx_en, tx_er, nibble after the rising edge, after the falling)
+
+    async def cycle(self, ctx, nibble=None, *, er=0, idle_nibble=STATUS_UP_100_FULL):
+        p = self.pins
+        dv = int(nibble is not None)
+        ctx.set(p.rx_data.i, nibble if dv else idle_nibble)
+        ctx.set(p.rx_ctrl.i, dv)
+        await ctx.delay(self.QUARTER)
+        ctx.set(p.rx_clk.i, 1)
+        await ctx.delay(self.QUARTER)
+        rise, ctl_rise = ctx.get(p.tx_data.o), ctx.get(p.tx_ctl.o)
+        ctx.set(p.rx_ctrl.i, dv ^ er)
+        await ctx.delay(self.QUARTER)
+        ctx.set(p.rx_clk.i, 0)
+        await ctx.delay(self.QUARTER)
+        fall, ctl_fall = ctx.get(p.tx_data.o), ctx.get(p.tx_ctl.o)
+        self.tx.append((ctl_rise, ctl_rise ^ ctl_fall, rise, fall))
+
+    async def octets(self, ctx, octets, skip_first_nibble=False):
+        """A frame's octets, low nibble first (RGMII 2.0 s3.3 at 10/100 Mbit/s)."""
+        nibbles = [n for b in octets for n in (b & 0xF, b >> 4)]
+        for nibble in nibbles[int(skip_first_nibble):]:
+            await self.cycle(ctx, nibble)
 
 
 def simulate(top, *benches, core_period=None):
@@ -224,3 +258,89 @@ def test_rgmii_layer_at_the_pins():
             idle += 1
     assert frames == [wire_octets(f) for f in tx_frames]
     assert all(g >= 12 for g in gaps)
+
+
+def test_rgmii_layer_at_100_mbit_s():
+    """RGMII 2.0 s3.3 at 100 Mbit/s (RXC 25 MHz): with the in-band status saying link up
+    at 25 MHz, the PHY takes one nibble a cycle, low nibble first, and the MAC steps on
+    every second cycle (``gmii.enable``).  Frames at the RX pins come out whole with the
+    FCS stripped, also one whose preamble starts mid-octet (the receiver aligns on the
+    SFD); frames written as beats leave as nibbles, the same on both edges, with at
+    least 12 idle octets (24 cycles) between them; the core reads SPEED_100."""
+    width = 8
+    pins = rgmii_pins()
+    top = Module()
+    top.domains += [ClockDomain("sync"), ClockDomain("eth")]
+    top.submodules.phy = phy = RgmiiPhy(pins, create_domain=False)
+    top.submodules.mac = mac = EthernetMac(width)
+    wiring.connect(top, phy.gmii, mac.gmii)
+    wiring.connect(top, phy.status, mac.phy_status)
+    chip = NibblePhyChip(pins)
+
+    rx_frames = [scapy_frame(n, seed=n) for n in (64, 60, 150)]
+    tx_frames = [scapy_frame(n, seed=n + 100) for n in (20, 100)]
+    received, link, done = [], {}, []
+
+    async def phy_chip(ctx):
+        for _ in range(8):
+            await chip.cycle(ctx)
+        for k, frame in enumerate(rx_frames):
+            await chip.octets(ctx, wire_octets(frame), skip_first_nibble=k == 1)
+            for _ in range(24):
+                await chip.cycle(ctx)
+        while (len(received) < 3 or any(t[0] for t in chip.tx[-40:]) or len(chip.tx) < 1200
+               ) and len(chip.tx) < 6000:
+            await chip.cycle(ctx)
+        done.append(True)
+
+    async def core(ctx):
+        ctx.set(mac.rx.ready, 1)
+        current = bytearray()
+        queue = [b for f in tx_frames for b in split_beats(f, width)]
+        while not done:
+            # TX once the core has seen the link at 100 Mbit/s (a frame that starts
+            # before the speed is known is cut by the change, as on any link change).
+            sending = bool(queue) and link.get("state", (0, 0, 0))[1] == SPEED_100
+            if sending:
+                data, keep, last = queue[0]
+                ctx.set(mac.tx.valid, 1)
+                ctx.set(mac.tx.p.data, data)
+                ctx.set(mac.tx.p.keep, keep)
+                ctx.set(mac.tx.p.last, last)
+            else:
+                ctx.set(mac.tx.valid, 0)
+            _, _, tx_ready, valid, data, keep, last, error = await ctx.tick().sample(
+                mac.tx.ready, mac.rx.valid, mac.rx.p.data, mac.rx.p.keep, mac.rx.p.last,
+                mac.rx_error)
+            if sending and tx_ready:
+                queue.pop(0)
+            if valid:
+                current.extend(beat_bytes(data, keep, width))
+                if last:
+                    received.append((bytes(current), error))
+                    current = bytearray()
+            link["state"] = (ctx.get(mac.link_up), ctx.get(mac.link_speed),
+                             ctx.get(mac.full_duplex))
+
+    simulate(top, (phy_chip, False), (core, True), core_period=20e-9)
+    assert received == [(f, 0) for f in rx_frames]
+    assert link["state"] == (1, SPEED_100, 1)
+
+    frames, current, idle, gaps = [], [], 0, []
+    for en, er, rise, fall in chip.tx:
+        assert er == 0
+        if en:
+            assert rise == fall, "at 10/100 a nibble is the same on both edges"
+            if not current and frames:
+                gaps.append(idle)
+            current.append(rise)
+            idle = 0
+        else:
+            if current:
+                assert len(current) % 2 == 0, "a frame is whole octets"
+                pairs = zip(current[::2], current[1::2], strict=True)
+                frames.append(bytes(lo | hi << 4 for lo, hi in pairs))
+                current = []
+            idle += 1
+    assert frames == [wire_octets(f) for f in tx_frames]
+    assert all(g >= 24 for g in gaps), gaps

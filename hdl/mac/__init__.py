@@ -3,7 +3,8 @@
 IEEE 802.3 clause 3 (frame format), clause 4 (MAC: preamble, SFD, FCS, padding,
 inter-frame gap), clause 35 (GMII: TX_EN/TX_ER, RX_DV/RX_ER) and the RGMII 2.0
 specification (Hewlett-Packard, 2002: DDR nibbles, RX_CTL/TX_CTL encoding, in-band
-status).  1000BASE-T only: one byte per PHY clock cycle (10/100 is not built).
+status).  1000 Mbit/s: a byte per PHY clock cycle; 100 and 10 Mbit/s: a nibble per
+cycle, the MAC stepping on every second (``gmii.enable``).
 
 Layer and data flow::
 

@@ -2,7 +2,8 @@
 
 Both signatures are seen from the PHY side: ``Out`` members are driven by the PHY,
 ``In`` members by the MAC.  Everything is in the PHY's clock domain, one byte per cycle
-(1000 Mbit/s: 125 MHz).
+of ``enable`` (1000 Mbit/s: every cycle of 125 MHz; 100 and 10 Mbit/s: every second
+cycle of 25 and 2.5 MHz, a byte being two nibbles).
 """
 
 from amaranth.lib import wiring
@@ -13,11 +14,14 @@ __all__ = ["SPEED_10", "SPEED_100", "SPEED_1000", "gmii_signature", "phy_status_
 #: ``phy_status.speed`` codes: RXD[2:1] of the RGMII 2.0 in-band status (s3.4.1).
 SPEED_10, SPEED_100, SPEED_1000 = 0, 1, 2
 
-#: IEEE 802.3 35.2.2: RXD<7:0>, RX_DV, RX_ER (PHY to MAC); TXD<7:0>, TX_EN, TX_ER (MAC to PHY).
+#: IEEE 802.3 35.2.2: RXD<7:0>, RX_DV, RX_ER (PHY to MAC); TXD<7:0>, TX_EN, TX_ER (MAC to
+#: PHY); ``enable``: the cycles that carry a byte, a clock enable of the MAC's PHY-side
+#: logic (1 when nothing drives it).
 gmii_signature = wiring.Signature({
     "rx_data": Out(8),
     "rx_dv": Out(1),
     "rx_er": Out(1),
+    "enable": Out(1, init=1),
     "tx_data": In(8),
     "tx_en": In(1),
     "tx_er": In(1),

@@ -9,7 +9,7 @@ IEEE 802.3 clauses 3, 4 and 35; see :mod:`toe.hdl.mac` for the interface contrac
 docs/mac.md for the design.
 """
 
-from amaranth.hdl import DomainRenamer, Module
+from amaranth.hdl import DomainRenamer, EnableInserter, Module
 from amaranth.lib import cdc, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,4 +116,6 @@ class EthernetMac(wiring.Component):
                            ("full_duplex", self.full_duplex)):
             source = getattr(self.phy_status, "speed" if name == "link_speed" else name)
             m.submodules[f"{name}_sync"] = cdc.FFSynchronizer(source, port, o_domain=core)
-        return m
+        # At 10/100 Mbit/s a byte takes two PHY clock cycles: everything in the PHY
+        # domain (MAC, gearboxes, the crossings' PHY sides) steps on ``gmii.enable``.
+        return EnableInserter({phy: self.gmii.enable})(m)

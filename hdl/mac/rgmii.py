@@ -5,7 +5,8 @@ RD[3:0], RX_CTL), s3.2/s3.3 (1000 Mbit/s: bits 3:0 on the rising edge of the 125
 clock, bits 7:4 on the falling edge; TX_CTL = TX_EN on the rising edge and
 TX_EN xor TX_ER on the falling edge, RX_CTL likewise with RX_DV and RX_ER), s3.4.1
 (in-band status on RD[3:0] while RX_DV = RX_ER = 0: bit 0 link, bits 2:1 RXC speed
-(00 = 2.5 MHz, 01 = 25 MHz, 10 = 125 MHz), bit 3 duplex (1 = full)), s3.3 timing (the
+(00 = 2.5 MHz, 01 = 25 MHz, 10 = 125 MHz), bit 3 duplex (1 = full)); at 10/100 Mbit/s
+one nibble per cycle of the slower clock, low nibble first, s3.3 timing (the
 clock must arrive about 2 ns after the data edge: either the PHY's internal delay, a
 delay on the board, or the FPGA's DELAYG cell here).
 """
@@ -15,7 +16,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from .gmii import gmii_signature, phy_status_signature
+from .gmii import SPEED_1000, gmii_signature, phy_status_signature
 
 __all__ = ["RgmiiPhy", "DELAYG_STEP_NS", "delay_taps"]
 
@@ -40,7 +41,9 @@ def _pin(pins, *names):
 
 
 class RgmiiPhy(wiring.Component):
-    """RGMII at 1000 Mbit/s on ECP5 pads, as a GMII byte interface in the PHY's clock.
+    """RGMII on ECP5 pads, as a GMII byte interface in the PHY's clock: at 1000 Mbit/s a
+    byte every cycle, at 100 and 10 Mbit/s (while the in-band status says so) a byte
+    every second cycle, marked by ``gmii.enable``.
 
     See :mod:`toe.hdl.mac` for the contract.  The clock domain ``domain`` is clocked by
     RXC through its input buffer and reset by ``reset`` through a reset synchroniser; it
@@ -152,16 +155,43 @@ class RgmiiPhy(wiring.Component):
                                      local=True)
             m.d.comb += ClockSignal(f"{domain}_fall").eq(self.rx_clk)
 
+        # -- 10/100 Mbit/s: a nibble a cycle (RXC 25 or 2.5 MHz), a byte every second --
+        nibbles = Signal()
+        m.d.comb += nibbles.eq(self.status.link_up & (self.status.speed != SPEED_1000))
+        half = Signal()  # the second cycle of a byte, for the MAC's clock enable
+        sync += half.eq(~half)
+        m.d.comb += self.gmii.enable.eq(~nibbles | half)
+
         # -- receive: RX_CTL = RX_DV (rising), RX_DV xor RX_ER (falling) --
         ctl_rise, ctl_fall = self._ddr_in(m, "rx_ctl", self._rx_ctl_port, platform)
         data_rise, data_fall = self._ddr_in(m, "rx_data", self._rx_data_port, platform)
         rx_dv = ctl_rise
         rx_er = ctl_rise ^ ctl_fall
-        sync += [
-            self.gmii.rx_data.eq(Cat(data_rise, data_fall)),
-            self.gmii.rx_dv.eq(rx_dv),
-            self.gmii.rx_er.eq(rx_er),
-        ]
+        # Nibble mode: bytes low nibble first, aligned on the SFD (nibbles 5 then D) as
+        # a receiver must (the preamble may lose nibbles).  A byte completes every second
+        # cycle and is held in the gmii registers for two cycles, so the MAC, which
+        # steps on every second cycle, takes each byte once whatever the phase.
+        prev, prev_dv, prev_er = Signal(4), Signal(), Signal()
+        high = Signal()  # this nibble is a byte's high one
+        synced = Signal()  # the SFD of this frame was seen
+        sync += [prev.eq(data_rise), prev_dv.eq(rx_dv), prev_er.eq(rx_er)]
+        sfd = rx_dv & prev_dv & ~synced & (prev == 0x5) & (data_rise == 0xD)
+        sync += synced.eq((synced | sfd) & rx_dv)
+        with m.If(~nibbles):
+            sync += [
+                self.gmii.rx_data.eq(Cat(data_rise, data_fall)),
+                self.gmii.rx_dv.eq(rx_dv),
+                self.gmii.rx_er.eq(rx_er),
+            ]
+        with m.Elif(high | sfd):
+            sync += [
+                high.eq(0),
+                self.gmii.rx_data.eq(Cat(prev, data_rise)),
+                self.gmii.rx_dv.eq(rx_dv & prev_dv),
+                self.gmii.rx_er.eq((rx_er | prev_er) & rx_dv & prev_dv),
+            ]
+        with m.Else():
+            sync += high.eq(1)
         with m.If(~rx_dv & ~rx_er):
             # Inter-frame: RD[3:0] is the in-band status (RGMII 2.0 s3.4.1).
             sync += [
@@ -171,9 +201,13 @@ class RgmiiPhy(wiring.Component):
             ]
 
         # -- transmit: TX_CTL = TX_EN (rising), TX_EN xor TX_ER (falling) --
+        # Nibble mode: the MAC's byte changes after a cycle with ``half``; its low nibble
+        # goes in the cycle after, the high one in the next, each on both edges.
         tx = self.gmii
-        self._ddr_out(m, "tx_data", self._tx_data_port, tx.tx_data[0:4], tx.tx_data[4:8], 0,
-                      platform)
+        nibble = Mux(half, tx.tx_data[4:8], tx.tx_data[0:4])
+        self._ddr_out(m, "tx_data", self._tx_data_port,
+                      Mux(nibbles, nibble, tx.tx_data[0:4]),
+                      Mux(nibbles, nibble, tx.tx_data[4:8]), 0, platform)
         self._ddr_out(m, "tx_ctl", self._tx_ctl_port, tx.tx_en, tx.tx_en ^ tx.tx_er, 0,
                       platform)
         self._ddr_out(m, "tx_clk", self._tx_clk_port, 1, 0, self._tx_taps, platform)

@@ -28,9 +28,12 @@ Board to host (:class:`HostLinkTx`): EVT (0x03), RXD (0x0E: u16 connection, u8
 messages are gathered into frames of at most 1514 bytes (no FCS) in one of two 2 KiB
 buffers while the other is sent: a frame goes out as soon as nothing more is waiting.
 
-Throughput: one byte a cycle each way (the messages are built and read byte by byte),
-so the link carries at most ``f_core`` bytes per second each way, besides the limit of
-the wire (docs/boards.md works out the goodput).  ``data_bytes`` must be a power of two.
+Throughput: host to board, a TXD message's data moves up to a beat a cycle (as many
+bytes as the input beat holds, the message has left and the output beat has room);
+every other byte of a frame, and everything board to host, one byte a cycle (the
+messages are built byte by byte), so that direction carries at most ``f_core`` bytes
+per second, besides the limit of the wire (docs/boards.md works out the goodput).
+``data_bytes`` must be a power of two.
 """
 
 import json
@@ -124,12 +127,14 @@ class HostLinkRx(wiring.Component):
         frame_len = Signal(16)
         count = _popcount(m, beat.keep, w)
         byte = beat.data.word_select(lane, 8)
-        end_of_beat = lane == count - 1
-        last_byte = beat.last & end_of_beat
         consume = Signal()
+        step = Signal(range(w + 1), init=1)  # bytes consumed with ``consume``
+        end_of_beat = Signal()
+        m.d.comb += end_of_beat.eq(lane + step == count)
+        last_byte = beat.last & end_of_beat
         m.d.comb += self.i.ready.eq(~have | (consume & end_of_beat))
         with m.If(consume):
-            m.d.sync += [pos.eq(Mux(last_byte, 0, pos + 1)), lane.eq(lane + 1)]
+            m.d.sync += [pos.eq(Mux(last_byte, 0, pos + step)), lane.eq(lane + step)]
             with m.If(end_of_beat):
                 m.d.sync += [have.eq(0), lane.eq(0)]
         with m.If(self.i.valid & self.i.ready):
@@ -242,30 +247,47 @@ class HostLinkRx(wiring.Component):
                         m.next = "BODY"
             with m.State("BODY"):
                 txd = msg_type == Message.TX_DATA
-                data_at = idx - 2
                 beat_full = txd & (idx >= 2) & (txd_count == w)
-                with m.If(~beat_full):
+                # A full beat goes (more is to come) in the cycle that starts the next.
+                with m.If(~beat_full | self.host_tx.ready):
                     m.d.comb += consume.eq(have)
-                with m.Else():
-                    m.d.comb += self.host_tx.valid.eq(1)  # a full beat, more to come
+                with m.If(beat_full):
+                    m.d.comb += self.host_tx.valid.eq(1)
                     with m.If(self.host_tx.ready):
                         m.d.sync += [txd_count.eq(0), txd_data.eq(0)]
+                out_count = Mux(beat_full, 0, txd_count)
+                out_data = Mux(beat_full, 0, txd_data)
+                # A TXD message's data moves as many bytes a cycle as the input beat
+                # holds, the message has left and the output beat has room: the bytes
+                # from ``lane`` on, shifted to ``txd_count`` (the output lane of the
+                # data byte ``idx - 2``, as each beat holds w bytes of the message).
+                fast = txd & (idx >= 2)
+                avail = count - lane
+                left = msg_len - idx
+                room = w - out_count
+                most = Mux(avail < left, avail, left)
+                n = Signal(range(w + 1))
+                m.d.comb += n.eq(Mux(most < room, most, room))
+                with m.If(fast):
+                    m.d.comb += step.eq(n)
                 with m.If(take):
-                    m.d.sync += [idx.eq(idx + 1), done.eq(last_byte)]
-                    for k in range(acc_bytes):
-                        with m.If(idx == k):
-                            m.d.sync += acc[8 * k : 8 * k + 8].eq(byte)
+                    m.d.sync += [idx.eq(idx + step), done.eq(last_byte)]
+                    with m.If(~fast):
+                        for k in range(acc_bytes):
+                            with m.If(idx == k):
+                                m.d.sync += acc[8 * k : 8 * k + 8].eq(byte)
                     with m.If(idx == 0):
                         m.d.sync += txd_conn[0:8].eq(byte)
                     with m.If(idx == 1):
                         m.d.sync += txd_conn[8:16].eq(byte)
-                    with m.If(txd & (idx >= 2)):
-                        lane_bits = (w - 1).bit_length()
-                        for k in range(w):
-                            with m.If((data_at[:lane_bits] == k) if lane_bits else 1):
-                                m.d.sync += txd_data[8 * k : 8 * k + 8].eq(byte)
-                        m.d.sync += txd_count.eq(txd_count + 1)
-                    with m.If(idx == msg_len - 1):
+                    with m.If(fast):
+                        placed = ((beat.data >> (lane * 8)) << (out_count * 8))[: 8 * w]
+                        ends = Cat(*((k >= out_count) & (k < out_count + n)
+                                     for k in range(w)))
+                        mask = Cat(*(ends[k].replicate(8) for k in range(w)))
+                        m.d.sync += [txd_data.eq(out_data | (placed & mask)),
+                                     txd_count.eq(out_count + n)]
+                    with m.If(idx + step == msg_len):
                         m.next = "ACT"
             with m.State("ACT"):
                 with m.Switch(msg_type):

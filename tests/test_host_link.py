@@ -94,6 +94,8 @@ class Bench:
         for stream in (dut.cmd, dut.host_tx, dut.o):
             ctx.set(stream.ready, 1)
         current = b""
+        cycle = 0
+        self.tx_cycles = []
         async for _, _, cmd_v, cmd_p, tx_v, tx_p, o_v, o_d, o_k, o_l, addr, we, wdata in (
                 ctx.tick().sample(dut.cmd.valid, dut.cmd.payload, dut.host_tx.valid,
                                   dut.host_tx.payload, dut.o.valid, dut.o.p.data,
@@ -101,8 +103,10 @@ class Bench:
                                   dut.csr_wdata)):
             if cmd_v:
                 self.cmds.append(cmd_p.as_value().value)
+            cycle += 1
             if tx_v:
                 self.tx_beats.append(tx_p.as_value().value)
+                self.tx_cycles.append(cycle)
             if o_v:
                 current += beat_bytes(o_d, o_k, w)
                 if o_l:
@@ -230,3 +234,28 @@ def test_widths(width):
     assert b"".join(b["data"] for b in beats_of(bench)) == text
     assert beats_of(bench)[-1]["last"] == 1
     assert [parse(f) for f in bench.frames] == [[(0x08, struct.pack("<HI", 1, 0x1001))]]
+
+
+@pytest.mark.parametrize("width", [1, 4, 8])
+def test_tx_data_moves_a_beat_a_cycle(width):
+    """A TXD message's data leaves as host_tx beats of ``width`` bytes whatever its
+    alignment in the frame (here behind a 5-byte message, so it starts mid-beat), byte
+    for byte, ``last`` on each message's end; and it moves at about a beat a cycle, not
+    a byte (a 1,400-byte write in at most 1,400 / width + 12 cycles of host_tx beats)."""
+    import random
+
+    config = ToeConfig(connections=8, data_bytes=width)
+    rng = random.Random(width)
+    first, second = rng.randbytes(1400), rng.randbytes(37)
+    bench = Bench(config, cycles=2000)
+    bench.to_send = [(frame(message(0x07, struct.pack("<H", 1)) + b"",
+                            message(0x0D, struct.pack("<H", 5) + first),
+                            message(0x0D, struct.pack("<H", 6) + second)), 0)]
+    bench.run()
+    beats = beats_of(bench)
+    by_conn = {c: b"".join(b["data"] for b in beats if b["conn"] == c) for c in (5, 6)}
+    assert by_conn == {5: first, 6: second}
+    assert all(b["count"] == width for b in beats if not b["last"])
+    assert [b["last"] for b in beats].count(1) == 2
+    firsts = [cyc for cyc, b in zip(bench.tx_cycles, beats, strict=True) if b["conn"] == 5]
+    assert firsts[-1] - firsts[0] <= 1400 // width + 12, firsts[-1] - firsts[0]

@@ -1,8 +1,10 @@
 """The host link's board-to-host side: events, RX data and answers gathered into frames.
 
-See :mod:`toe.boards.host_link` for the format.  Messages are written byte by byte
-into one of two 2 KiB frame buffers (a memory ``data_bytes`` wide with a write enable
-per byte) while the other buffer is read out a whole beat a cycle.
+See :mod:`toe.boards.host_link` for the format.  Messages are written into one of two
+2 KiB frame buffers (a memory ``data_bytes`` wide with a write enable per byte) while
+the other buffer is read out a whole beat a cycle: headers and answers byte by byte,
+RX data as many bytes a cycle as the buffer word at the write position holds (a beat in
+one or two cycles).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -221,8 +223,27 @@ class HostLinkTx(wiring.Component):
                         m.d.sync += [run_last.eq(0), patch.eq(0)]
                         m.next = "PATCH"  # the rest of the beat goes in the next frame
                     with m.Else():
-                        write(pos, rxb.data.word_select(lane[:max(shift, 1)] if w > 1 else 0, 8))
-                        m.d.sync += [pos.eq(pos + 1), lane.eq(lane + 1)]
+                        # As many of the beat's bytes as fit the buffer word at ``pos``
+                        # (and the frame): a beat in one or two cycles.
+                        off = pos[:shift]
+                        to_word = w - off
+                        to_beat = rxb.count - lane
+                        to_frame = FRAME_BYTES - pos
+                        most = Mux(to_word < to_beat, to_word, to_beat)
+                        n = Signal(range(w + 1))
+                        m.d.comb += n.eq(Mux(most < to_frame, most, to_frame))
+                        placed = ((rxb.data >> (lane * 8)) << (off * 8))[: 8 * w]
+                        address = Cat(pos, wsel)
+                        m.d.comb += [
+                            wp.addr.eq(address[shift:]), wp.data.eq(placed),
+                            wp.en.eq(Cat(*(((k >= off) & (k < off + n)) for k in range(w)))),
+                        ]
+                        m.d.sync += [pos.eq(pos + n), lane.eq(lane + n)]
+                        # The beat's last bytes: the next beat of the run comes in now.
+                        with m.If((lane + n == rxb.count) & ~rxb.last & self.host_rx.valid
+                                  & (self.host_rx.p.conn == run_conn)):
+                            m.d.comb += self.host_rx.ready.eq(1)
+                            m.d.sync += [rxb.eq(self.host_rx.p), lane.eq(0)]
                 with m.Elif(have):  # the beat is written
                     with m.If(rxb.last):
                         m.d.sync += [have.eq(0), run_last.eq(1), patch.eq(0)]

@@ -75,15 +75,19 @@ class Bench:
                         break
             ctx.set(dut.i.valid, 0)
             await ctx.tick().repeat(300)
+        self.feed_cycles = []  # cycles to feed the events, then the RX beats
         for stream, items in ((dut.evt, self.events), (dut.host_rx, self.rx_beats)):
+            ticks = 0
             for bits in items:
                 ctx.set(stream.payload.as_value(), bits)
                 ctx.set(stream.valid, 1)
                 while True:
                     _, _, ready = await ctx.tick().sample(stream.ready)
+                    ticks += 1
                     if ready:
                         break
             ctx.set(stream.valid, 0)
+            self.feed_cycles.append(ticks)
         await ctx.tick().repeat(self.cycles)
         stats = ctx.get(dut.stats)
         self.stats = {name: (stats >> (32 * k)) & 0xFFFF_FFFF
@@ -259,3 +263,37 @@ def test_tx_data_moves_a_beat_a_cycle(width):
     assert [b["last"] for b in beats].count(1) == 2
     firsts = [cyc for cyc, b in zip(bench.tx_cycles, beats, strict=True) if b["conn"] == 5]
     assert firsts[-1] - firsts[0] <= 1400 // width + 12, firsts[-1] - firsts[0]
+
+
+@pytest.mark.parametrize("width", [1, 8])
+def test_rx_data_moves_a_beat_in_two_cycles(width):
+    """Board to host: RX beats of one connection, some short, become RXD messages whose
+    bytes, joined across frames of at most 1514 bytes, are the beats' bytes in order,
+    ``last`` on the final one; a beat is written in one or two cycles (the buffer word
+    at the write position, then the next), so 600 beats take at most 2 cycles each and
+    a few cycles a frame, not a cycle a byte."""
+    import random
+
+    config = ToeConfig(connections=8, data_bytes=width)
+    layout = data_layout(config)
+    rng = random.Random(3 + width)
+    beats, text = [], b""
+    for k in range(600):
+        count = width if rng.random() < 0.8 else rng.randint(1, width)
+        chunk = rng.randbytes(count)
+        text += chunk
+        beats.append(layout.const({"conn": 4, "data": int.from_bytes(chunk, "little"),
+                                   "count": count, "last": int(k == 599)}).as_bits())
+    bench = Bench(config, cycles=6000)
+    # The host's address, from a register read (its answer is short).
+    bench.to_send = [(frame(message(0x07, struct.pack("<H", 1))), 0)]
+    bench.rx_beats = beats
+    bench.run()
+    runs = [p for f in bench.frames for kind, p in parse(f) if kind == 0x0E]
+    assert runs, "no RXD message"
+    frames = sum(any(kind == 0x0E for kind, _ in parse(f)) for f in bench.frames)
+    assert all(struct.unpack("<HB", r[:3]) == (4, 0) for r in runs[:-1])
+    assert struct.unpack("<HB", runs[-1][:3]) == (4, 1)
+    assert b"".join(r[3:] for r in runs) == text
+    assert all(len(f) <= 1514 for f in bench.frames)
+    assert bench.feed_cycles[1] <= 2 * len(beats) + 40 * frames, bench.feed_cycles

@@ -49,20 +49,24 @@ def _receive(k, rcv, sacked):
     return rcv
 
 
+async def _deliver(b, c, k, rcv, sacked):
+    """The peer takes segment ``k`` and answers as a SACK receiver does (RFC 2018 s4:
+    the first block holds the latest segment); returns its new cumulative point and the
+    numbers of the segments the engine sent in answer."""
+    rcv = _receive(k, rcv, sacked)
+    b.send(c.peer, "A", ack=_seq(c, rcv),
+           sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
+    return rcv, [(seg.seq - c.iss - 1) % MOD // SMSS for seg in await b.burst()]
+
+
 async def _arrivals(b, c, arrived, lost):
-    """The peer receives segments 0..19 but ``lost`` and answers each as a SACK
-    receiver does (RFC 2018 s4: the first block holds the latest segment); returns the
-    segments the engine resent meanwhile (below segment 20), in order."""
+    """The peer receives segments 0..19 but ``lost``; returns the segments the engine
+    resent meanwhile (below segment 20), in order."""
     rcv, sacked, resent = 0, set(), []
     for k in arrived:
-        if k in lost:
-            continue
-        rcv = _receive(k, rcv, sacked)
-        b.send(c.peer, "A", ack=_seq(c, rcv),
-               sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
-        for seg in await b.burst():
-            if (seg.seq - c.iss - 1) % MOD < 20 * SMSS:
-                resent.append((seg.seq - c.iss - 1) % MOD // SMSS)
+        if k not in lost:
+            rcv, out = await _deliver(b, c, k, rcv, sacked)
+            resent += [n for n in out if n < 20]
     return resent
 
 
@@ -370,12 +374,9 @@ async def _lost_first_retransmission(b):
     c = await _window(b)
     rcv, sacked, resent = 0, set(), 0
     for k in range(20):
-        if k == 1:
-            continue
-        rcv = _receive(k, rcv, sacked)
-        b.send(c.peer, "A", ack=_seq(c, rcv),
-               sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
-        resent += sum(seg.seq == _seq(c, 1) for seg in await b.burst())
+        if k != 1:
+            rcv, out = await _deliver(b, c, k, rcv, sacked)
+            resent += out.count(1)
     t = b.tcb(c.id)
     assert resent == 1 and t["in_recovery"] == 1
     assert ((t["rxt_fence"] - c.iss - 1) % MOD // SMSS,
@@ -474,11 +475,8 @@ def test_an_ack_without_sack_blocks_prunes_the_scoreboard():
         for k in range(18):
             if k == 1:
                 continue
-            rcv = _receive(k, rcv, sacked)
-            b.send(c.peer, "A", ack=_seq(c, rcv),
-                   sack=[(_seq(c, s), _seq(c, e)) for s, e in sack_runs(sacked, k)[:4]])
-            for seg in await b.burst():
-                n = (seg.seq - c.iss - 1) % MOD // SMSS
+            rcv, out = await _deliver(b, c, k, rcv, sacked)
+            for n in out:
                 if n < nxt:
                     rexmitted.add(n)
                 nxt = max(nxt, n + 1)

@@ -107,6 +107,50 @@ def simulate(top, *benches, core_period=None):
     sim.run()
 
 
+def layer_top(pins, width):
+    """RgmiiPhy and EthernetMac at W = ``width``, wired as a board top wires them."""
+    top = Module()
+    top.domains += [ClockDomain("sync"), ClockDomain("eth")]
+    top.submodules.phy = phy = RgmiiPhy(pins, create_domain=False)
+    top.submodules.mac = mac = EthernetMac(width)
+    wiring.connect(top, phy.gmii, mac.gmii)
+    wiring.connect(top, phy.status, mac.phy_status)
+    return top, mac
+
+
+def core_bench(mac, width, tx_frames, received, link, done, may_send=lambda: True):
+    """The core side: writes ``tx_frames`` as beats (while ``may_send()``), collects
+    the received frames with their error flag, and keeps the link status in ``link``,
+    until ``done``."""
+    async def core(ctx):
+        ctx.set(mac.rx.ready, 1)
+        current = bytearray()
+        queue = [b for f in tx_frames for b in split_beats(f, width)]
+        while not done:
+            sending = bool(queue) and may_send()
+            if sending:
+                data, keep, last = queue[0]
+                ctx.set(mac.tx.valid, 1)
+                ctx.set(mac.tx.p.data, data)
+                ctx.set(mac.tx.p.keep, keep)
+                ctx.set(mac.tx.p.last, last)
+            else:
+                ctx.set(mac.tx.valid, 0)
+            _, _, tx_ready, valid, data, keep, last, error = await ctx.tick().sample(
+                mac.tx.ready, mac.rx.valid, mac.rx.p.data, mac.rx.p.keep, mac.rx.p.last,
+                mac.rx_error)
+            if sending and tx_ready:
+                queue.pop(0)
+            if valid:
+                current.extend(beat_bytes(data, keep, width))
+                if last:
+                    received.append((bytes(current), error))
+                    current = bytearray()
+            link["state"] = (ctx.get(mac.link_up), ctx.get(mac.link_speed),
+                             ctx.get(mac.full_duplex))
+    return core
+
+
 def test_rgmii_rx_nibbles_ctl_and_status():
     """RGMII 2.0 s3.2: RD[3:0] on the rising edge are bits 3:0 and on the falling edge
     bits 7:4 of one GMII octet; RX_CTL is RX_DV on the rising and RX_DV xor RX_ER on the
@@ -182,12 +226,7 @@ def test_rgmii_layer_at_the_pins():
     least 12 idle octets between them; the in-band status reaches the core domain."""
     width = 8
     pins = rgmii_pins()
-    top = Module()
-    top.domains += [ClockDomain("sync"), ClockDomain("eth")]
-    top.submodules.phy = phy = RgmiiPhy(pins, create_domain=False)
-    top.submodules.mac = mac = EthernetMac(width)
-    wiring.connect(top, phy.gmii, mac.gmii)
-    wiring.connect(top, phy.status, mac.phy_status)
+    top, mac = layer_top(pins, width)
     chip = PhyChip(pins)
 
     rx_frames = [scapy_frame(n, seed=n) for n in (64, 60, 150)]
@@ -212,31 +251,7 @@ def test_rgmii_layer_at_the_pins():
             await chip.cycle(ctx)
         done.append(True)
 
-    async def core(ctx):
-        ctx.set(mac.rx.ready, 1)
-        current = bytearray()
-        queue = [b for f in tx_frames for b in split_beats(f, width)]
-        while not done:
-            if queue:
-                data, keep, last = queue[0]
-                ctx.set(mac.tx.valid, 1)
-                ctx.set(mac.tx.p.data, data)
-                ctx.set(mac.tx.p.keep, keep)
-                ctx.set(mac.tx.p.last, last)
-            else:
-                ctx.set(mac.tx.valid, 0)
-            _, _, tx_ready, valid, data, keep, last, error = await ctx.tick().sample(
-                mac.tx.ready, mac.rx.valid, mac.rx.p.data, mac.rx.p.keep, mac.rx.p.last,
-                mac.rx_error)
-            if queue and tx_ready:
-                queue.pop(0)
-            if valid:
-                current.extend(beat_bytes(data, keep, width))
-                if last:
-                    received.append((bytes(current), error))
-                    current = bytearray()
-            link["state"] = (ctx.get(mac.link_up), ctx.get(mac.link_speed),
-                             ctx.get(mac.full_duplex))
+    core = core_bench(mac, width, tx_frames, received, link, done)
 
     simulate(top, (phy_chip, False), (core, True), core_period=20e-9)
     assert received == [(rx_frames[0], 0), (rx_frames[1], 1), (rx_frames[2], 0)]
@@ -269,12 +284,7 @@ def test_rgmii_layer_at_100_mbit_s():
     least 12 idle octets (24 cycles) between them; the core reads SPEED_100."""
     width = 8
     pins = rgmii_pins()
-    top = Module()
-    top.domains += [ClockDomain("sync"), ClockDomain("eth")]
-    top.submodules.phy = phy = RgmiiPhy(pins, create_domain=False)
-    top.submodules.mac = mac = EthernetMac(width)
-    wiring.connect(top, phy.gmii, mac.gmii)
-    wiring.connect(top, phy.status, mac.phy_status)
+    top, mac = layer_top(pins, width)
     chip = NibblePhyChip(pins)
 
     rx_frames = [scapy_frame(n, seed=n) for n in (64, 60, 150)]
@@ -293,34 +303,10 @@ def test_rgmii_layer_at_100_mbit_s():
             await chip.cycle(ctx)
         done.append(True)
 
-    async def core(ctx):
-        ctx.set(mac.rx.ready, 1)
-        current = bytearray()
-        queue = [b for f in tx_frames for b in split_beats(f, width)]
-        while not done:
-            # TX once the core has seen the link at 100 Mbit/s (a frame that starts
-            # before the speed is known is cut by the change, as on any link change).
-            sending = bool(queue) and link.get("state", (0, 0, 0))[1] == SPEED_100
-            if sending:
-                data, keep, last = queue[0]
-                ctx.set(mac.tx.valid, 1)
-                ctx.set(mac.tx.p.data, data)
-                ctx.set(mac.tx.p.keep, keep)
-                ctx.set(mac.tx.p.last, last)
-            else:
-                ctx.set(mac.tx.valid, 0)
-            _, _, tx_ready, valid, data, keep, last, error = await ctx.tick().sample(
-                mac.tx.ready, mac.rx.valid, mac.rx.p.data, mac.rx.p.keep, mac.rx.p.last,
-                mac.rx_error)
-            if sending and tx_ready:
-                queue.pop(0)
-            if valid:
-                current.extend(beat_bytes(data, keep, width))
-                if last:
-                    received.append((bytes(current), error))
-                    current = bytearray()
-            link["state"] = (ctx.get(mac.link_up), ctx.get(mac.link_speed),
-                             ctx.get(mac.full_duplex))
+    # TX once the core has seen the link at 100 Mbit/s (a frame that starts before the
+    # speed is known is cut by the change, as on any link change).
+    core = core_bench(mac, width, tx_frames, received, link, done,
+                      may_send=lambda: link.get("state", (0, 0, 0))[1] == SPEED_100)
 
     simulate(top, (phy_chip, False), (core, True), core_period=20e-9)
     assert received == [(f, 0) for f in rx_frames]

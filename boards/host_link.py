@@ -30,10 +30,9 @@ buffers while the other is sent: a frame goes out as soon as nothing more is wai
 
 Throughput: host to board, a TXD message's data moves up to a beat a cycle (as many
 bytes as the input beat holds, the message has left and the output beat has room);
-every other byte of a frame, and everything board to host, one byte a cycle (the
-messages are built byte by byte), so that direction carries at most ``f_core`` bytes
-per second, besides the limit of the wire (docs/boards.md works out the goodput).
-``data_bytes`` must be a power of two.
+board to host, RX data goes into the frame buffer a buffer word at a time
+(:class:`HostLinkTx`); headers, commands, events and answers move a byte a cycle
+(docs/boards.md works out the goodput).  ``data_bytes`` must be a power of two.
 """
 
 import json

@@ -50,7 +50,7 @@ from toe.host.packet_transport import ETHERTYPE, LINK_STATS_FIELDS
 from toe.host.socket_transport import Message
 
 from .frame_fifo import FrameFilter, flagged_signature
-from .host_link_tx import HostLinkTx, ReplyKind, reply_layout
+from .host_link_tx import HostLinkTx, ReplyKind, least, place_bytes, reply_layout
 
 __all__ = ["HostLinkBridge", "HostLinkRx", "HostLinkTx", "hello_bytes", "reply_layout"]
 
@@ -261,12 +261,8 @@ class HostLinkRx(wiring.Component):
                 # from ``lane`` on, shifted to ``txd_count`` (the output lane of the
                 # data byte ``idx - 2``, as each beat holds w bytes of the message).
                 fast = txd & (idx >= 2)
-                avail = count - lane
-                left = msg_len - idx
-                room = w - out_count
-                most = Mux(avail < left, avail, left)
                 n = Signal(range(w + 1))
-                m.d.comb += n.eq(Mux(most < room, most, room))
+                m.d.comb += n.eq(least(count - lane, msg_len - idx, w - out_count))
                 with m.If(fast):
                     m.d.comb += step.eq(n)
                 with m.If(take):
@@ -280,10 +276,8 @@ class HostLinkRx(wiring.Component):
                     with m.If(idx == 1):
                         m.d.sync += txd_conn[8:16].eq(byte)
                     with m.If(fast):
-                        placed = ((beat.data >> (lane * 8)) << (out_count * 8))[: 8 * w]
-                        ends = Cat(*((k >= out_count) & (k < out_count + n)
-                                     for k in range(w)))
-                        mask = Cat(*(ends[k].replicate(8) for k in range(w)))
+                        placed, lanes = place_bytes(beat.data, lane, out_count, n, w)
+                        mask = Cat(*(lanes[k].replicate(8) for k in range(w)))
                         m.d.sync += [txd_data.eq(out_data | (placed & mask)),
                                      txd_count.eq(out_count + n)]
                     with m.If(idx + step == msg_len):

@@ -18,7 +18,7 @@ from toe.hdl.stream import beat_signature, keep_for
 from toe.host.packet_transport import ETHERTYPE, LINK_STATS_FIELDS
 from toe.host.socket_transport import Message
 
-__all__ = ["HostLinkTx", "ReplyKind", "reply_layout", "FRAME_BYTES"]
+__all__ = ["HostLinkTx", "ReplyKind", "reply_layout", "FRAME_BYTES", "least", "place_bytes"]
 
 FRAME_BYTES = 1514  # the Ethernet header and 1500 bytes of messages, without FCS
 _HEADER = 14
@@ -38,6 +38,22 @@ reply_layout = data.StructLayout({"kind": 2, "addr": 16, "value": 32})
 
 def _nbytes(bits: int) -> int:
     return (bits + 7) // 8
+
+
+def least(*values):
+    """The smallest of ``values`` (unsigned)."""
+    best = values[0]
+    for value in values[1:]:
+        best = Mux(value < best, value, best)
+    return best
+
+
+def place_bytes(data, from_lane, to_lane, n, w: int):
+    """The ``n`` bytes of the ``w``-byte word ``data`` from lane ``from_lane`` on, moved
+    to lanes ``to_lane`` on: (the word, its per-lane enables)."""
+    placed = ((data >> (from_lane * 8)) << (to_lane * 8))[: 8 * w]
+    lanes = Cat(*(((k >= to_lane) & (k < to_lane + n)) for k in range(w)))
+    return placed, lanes
 
 
 class HostLinkTx(wiring.Component):
@@ -226,18 +242,12 @@ class HostLinkTx(wiring.Component):
                         # As many of the beat's bytes as fit the buffer word at ``pos``
                         # (and the frame): a beat in one or two cycles.
                         off = pos[:shift]
-                        to_word = w - off
-                        to_beat = rxb.count - lane
-                        to_frame = FRAME_BYTES - pos
-                        most = Mux(to_word < to_beat, to_word, to_beat)
                         n = Signal(range(w + 1))
-                        m.d.comb += n.eq(Mux(most < to_frame, most, to_frame))
-                        placed = ((rxb.data >> (lane * 8)) << (off * 8))[: 8 * w]
+                        m.d.comb += n.eq(least(w - off, rxb.count - lane, FRAME_BYTES - pos))
+                        placed, lanes = place_bytes(rxb.data, lane, off, n, w)
                         address = Cat(pos, wsel)
-                        m.d.comb += [
-                            wp.addr.eq(address[shift:]), wp.data.eq(placed),
-                            wp.en.eq(Cat(*(((k >= off) & (k < off + n)) for k in range(w)))),
-                        ]
+                        m.d.comb += [wp.addr.eq(address[shift:]), wp.data.eq(placed),
+                                     wp.en.eq(lanes)]
                         m.d.sync += [pos.eq(pos + n), lane.eq(lane + n)]
                         # The beat's last bytes: the next beat of the run comes in now.
                         with m.If((lane + n == rxb.count) & ~rxb.last & self.host_rx.valid

@@ -104,7 +104,7 @@ class RegisterFile(wiring.Component):
         host_read = ram.read_port(domain="comb")
         write = ram.write_port()
         scan = Signal(range(n))
-        clearing = Signal(init=1)  # after reset: the first pass writes zeros
+        clearing = Signal(init=1)  # after reset: the first pass ignores the RAM's words
         m.d.sync += scan.eq(Mux(scan == n - 1, 0, scan + 1))
         with m.If(scan == n - 1):
             m.d.sync += clearing.eq(0)

@@ -146,6 +146,8 @@ def core_bench(mac, width, tx_frames, received, link, done, may_send=lambda: Tru
                 if last:
                     received.append((bytes(current), error))
                     current = bytearray()
+                else:
+                    assert error == 0, "the error flag is read with the last beat only"
             link["state"] = (ctx.get(mac.link_up), ctx.get(mac.link_speed),
                              ctx.get(mac.full_duplex))
     return core

@@ -8,8 +8,8 @@ test_mac_rgmii.py.)
 import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
-from amaranth_helpers import beat_bytes, split_beats
 from test_mac_reference import fcs, scapy_frame, wire_octets
+from test_mac_rgmii import core_bench
 
 from toe.hdl.mac.mac import EthernetMac
 
@@ -44,31 +44,7 @@ def test_mac_frames_both_ways(width, core_period):
             tx_wire.append((en, data))
         done.append(True)
 
-    async def core(ctx):
-        ctx.set(mac.rx.ready, 1)
-        current = bytearray()
-        queue = [b for f in tx_frames for b in split_beats(f, width)]
-        while not done:
-            if queue:
-                data, keep, last = queue[0]
-                ctx.set(mac.tx.valid, 1)
-                ctx.set(mac.tx.p.data, data)
-                ctx.set(mac.tx.p.keep, keep)
-                ctx.set(mac.tx.p.last, last)
-            else:
-                ctx.set(mac.tx.valid, 0)
-            _, _, tx_ready, valid, data, keep, last, error = await ctx.tick("sync").sample(
-                mac.tx.ready, mac.rx.valid, mac.rx.p.data, mac.rx.p.keep, mac.rx.p.last,
-                mac.rx_error)
-            if queue and tx_ready:
-                queue.pop(0)
-            if valid:
-                current.extend(beat_bytes(data, keep, width))
-                if last:
-                    received.append((bytes(current), error))
-                    current = bytearray()
-                else:
-                    assert error == 0
+    core = core_bench(mac, width, tx_frames, received, {}, done)
 
     sim = Simulator(top)
     sim.add_clock(8e-9, domain="eth")

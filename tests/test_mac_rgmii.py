@@ -107,6 +107,24 @@ def simulate(top, *benches, core_period=None):
     sim.run()
 
 
+def cut_frames(units):
+    """``(tx_en, value)`` per cycle cut into frames at TX_EN: (the frames, each a list of
+    its values, and the idle cycles between one frame and the next)."""
+    frames, current, idle, gaps = [], [], 0, []
+    for en, value in units:
+        if en:
+            if not current and frames:
+                gaps.append(idle)
+            current.append(value)
+            idle = 0
+        else:
+            if current:
+                frames.append(current)
+                current = []
+            idle += 1
+    return frames, gaps
+
+
 def layer_top(pins, width):
     """RgmiiPhy and EthernetMac at W = ``width``, wired as a board top wires them."""
     top = Module()
@@ -260,20 +278,9 @@ def test_rgmii_layer_at_the_pins():
     assert link["state"] == (1, SPEED_1000, 1)
 
     # Cut the TX pins' octets into frames at TX_EN and measure the gaps between them.
-    frames, current, idle, gaps = [], bytearray(), 0, []
-    for en, er, byte, _, _ in chip.tx:
-        assert er == 0
-        if en:
-            if not current and frames:
-                gaps.append(idle)
-            current.append(byte)
-            idle = 0
-        else:
-            if current:
-                frames.append(bytes(current))
-                current = bytearray()
-            idle += 1
-    assert frames == [wire_octets(f) for f in tx_frames]
+    assert all(er == 0 for _, er, *_ in chip.tx)
+    frames, gaps = cut_frames((en, byte) for en, _, byte, _, _ in chip.tx)
+    assert [bytes(f) for f in frames] == [wire_octets(f) for f in tx_frames]
     assert all(g >= 12 for g in gaps)
 
 
@@ -314,21 +321,12 @@ def test_rgmii_layer_at_100_mbit_s():
     assert received == [(f, 0) for f in rx_frames]
     assert link["state"] == (1, SPEED_100, 1)
 
-    frames, current, idle, gaps = [], [], 0, []
-    for en, er, rise, fall in chip.tx:
-        assert er == 0
-        if en:
-            assert rise == fall, "at 10/100 a nibble is the same on both edges"
-            if not current and frames:
-                gaps.append(idle)
-            current.append(rise)
-            idle = 0
-        else:
-            if current:
-                assert len(current) % 2 == 0, "a frame is whole octets"
-                pairs = zip(current[::2], current[1::2], strict=True)
-                frames.append(bytes(lo | hi << 4 for lo, hi in pairs))
-                current = []
-            idle += 1
+    assert all(er == 0 for _, er, _, _ in chip.tx)
+    assert all(rise == fall for en, _, rise, fall in chip.tx if en), \
+        "at 10/100 a nibble is the same on both edges"
+    nibble_frames, gaps = cut_frames((en, rise) for en, _, rise, _ in chip.tx)
+    assert all(len(f) % 2 == 0 for f in nibble_frames), "a frame is whole octets"
+    frames = [bytes(lo | hi << 4 for lo, hi in zip(f[::2], f[1::2], strict=True))
+              for f in nibble_frames]
     assert frames == [wire_octets(f) for f in tx_frames]
     assert all(g >= 24 for g in gaps), gaps

@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 from test_mac_reference import fcs, scapy_frame, wire_octets
-from test_mac_rgmii import core_bench
+from test_mac_rgmii import core_bench, cut_frames
 
 from toe.hdl.mac.mac import EthernetMac
 
@@ -54,18 +54,8 @@ def test_mac_frames_both_ways(width, core_period):
     sim.run()
 
     assert received == [(good, 0), (runt, 1), (big, 0)]
-    frames, current, idle, gaps = [], bytearray(), 0, []
-    for en, byte in tx_wire:
-        if en:
-            if not current and frames:
-                gaps.append(idle)
-            current.append(byte)
-            idle = 0
-        else:
-            if current:
-                frames.append(bytes(current))
-                current = bytearray()
-            idle += 1
+    cut, gaps = cut_frames(tx_wire)
+    frames = [bytes(f) for f in cut]
     assert frames == [wire_octets(f) for f in tx_frames]
     assert frames[0][-4:] == fcs(tx_frames[0] + bytes(30))
     assert all(g >= 12 for g in gaps)
